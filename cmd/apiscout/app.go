@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/internal/obs"
+)
+
+// app is what every long-running command starts from: the configuration,
+// a logger, a metrics registry and the health flag.
+type app struct {
+	cfg    config.Config
+	log    *zap.Logger
+	reg    *prometheus.Registry
+	health *obs.Health
+}
+
+// bindConfig adds the flags of the named configuration sections to cmd.
+func bindConfig(cmd *cobra.Command, sections ...string) {
+	scratch := config.Default()
+	config.BindFlags(cmd.Flags(), &scratch, sections...)
+}
+
+// loadConfig applies defaults, the --config file, the environment and the
+// flags the user set, and validates the result.
+func loadConfig(cmd *cobra.Command) (config.Config, error) {
+	path, _ := cmd.Flags().GetString("config")
+	return config.Load(path, cmd.Flags())
+}
+
+// newApp loads the configuration and builds logger and registry.
+func newApp(cmd *cobra.Command) (*app, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	log, err := obs.NewLogger(cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, reg: obs.NewRegistry(), health: &obs.Health{}}, nil
+}
+
+// serveMetrics starts /metrics and /healthz when configured; the returned
+// function waits for the server to stop after ctx ends.
+func (a *app) serveMetrics(ctx context.Context) (func(), error) {
+	if a.cfg.Metrics.Listen == "" {
+		return func() {}, nil
+	}
+	s, err := obs.Listen(a.cfg.Metrics.Listen, a.reg, a.health)
+	if err != nil {
+		return nil, fmt.Errorf("%w (set --metrics.listen to another address, or empty to turn it off)", err)
+	}
+	a.log.Info("metrics listening", zap.String("addr", s.Addr()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			a.log.Error("metrics server", zap.Error(err))
+		}
+	}()
+	return func() { <-done }, nil
+}

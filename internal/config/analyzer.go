@@ -1,0 +1,58 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AnalyzerConfig configures the inventory, specs, baselines and detectors.
+type AnalyzerConfig struct {
+	// Specs lists OpenAPI/Swagger files or directories.
+	Specs []string `yaml:"specs" help:"OpenAPI 3 / Swagger 2 spec files or directories"`
+	// SpecServices binds a spec file to a service host when its servers
+	// section does not: file=host.
+	SpecServices map[string]string `yaml:"spec_services" help:"bind spec files to hosts: file=host,..."`
+	// MaxEndpointsPerService bounds memory against junk paths.
+	MaxEndpointsPerService int `yaml:"max_endpoints_per_service" help:"cap on endpoints tracked per service"`
+	MaxServices            int `yaml:"max_services" help:"cap on services tracked"`
+	// OrphanWindow: a documented endpoint not seen for this long is orphan.
+	OrphanWindow time.Duration `yaml:"orphan_window" help:"documented endpoints unseen this long are orphan"`
+	// Templates pins operator decisions: "METHOD /path/{param}" or "/path/{param}".
+	Templates []string `yaml:"templates" help:"pinned path templates, e.g. /users/{userId}"`
+	// LearningPeriod before an endpoint's baseline may alert.
+	LearningPeriod time.Duration `yaml:"learning_period" help:"packet time an endpoint is learned before it alerts"`
+	// MinSupport is the minimum number of calls before a baseline alerts.
+	MinSupport int `yaml:"min_support" help:"calls an endpoint needs before its baseline alerts"`
+	// MaxClients bounds per-client state.
+	MaxClients int `yaml:"max_clients" help:"cap on tracked client identities"`
+	// Detectors lists disabled detectors by name.
+	DisabledDetectors []string `yaml:"disabled_detectors" help:"detector names to turn off"`
+	// TrustedCleartext lists CIDRs where cleartext credentials are accepted.
+	TrustedCleartext []string `yaml:"trusted_cleartext" help:"CIDRs where cleartext credentials are not a finding"`
+	// Out is where `apiscout analyze` writes its results.
+	Out string `yaml:"out" help:"output directory of apiscout analyze"`
+}
+
+func defaultAnalyzer() AnalyzerConfig {
+	return AnalyzerConfig{
+		MaxEndpointsPerService: 5000,
+		MaxServices:            10000,
+		OrphanWindow:           7 * 24 * time.Hour,
+		LearningPeriod:         24 * time.Hour,
+		MinSupport:             50,
+		MaxClients:             200000,
+		Out:                    "apiscout-out",
+	}
+}
+
+func (a *AnalyzerConfig) validate() error {
+	var errs []error
+	if a.MaxEndpointsPerService < 1 {
+		errs = append(errs, fmt.Errorf("analyzer.max_endpoints_per_service: %d, want at least 1", a.MaxEndpointsPerService))
+	}
+	if a.MinSupport < 0 {
+		errs = append(errs, fmt.Errorf("analyzer.min_support: %d is negative", a.MinSupport))
+	}
+	return errors.Join(errs...)
+}

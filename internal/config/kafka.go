@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// KafkaConfig configures the transport between sensors and analyzers.
+type KafkaConfig struct {
+	Brokers []string `yaml:"brokers" help:"Kafka bootstrap brokers, comma separated"`
+	Topic   string   `yaml:"topic" help:"topic of transaction records"`
+	// DeadLetterTopic receives records the analyzer cannot decode.
+	DeadLetterTopic string `yaml:"dead_letter_topic" help:"topic for records that cannot be decoded"`
+	Group           string `yaml:"group" help:"consumer group of the analyzers"`
+	// StartOffset for a new consumer group: earliest (default, loses
+	// nothing) or latest.
+	StartOffset string `yaml:"start_offset" help:"where a new consumer group starts: earliest or latest"`
+	// Compression is zstd, lz4, snappy, gzip or none.
+	Compression  string        `yaml:"compression" help:"batch compression: zstd, lz4, snappy, gzip, none"`
+	BatchSize    int           `yaml:"batch_size" help:"records per produced batch"`
+	BatchBytes   int64         `yaml:"batch_bytes" help:"bytes per produced batch"`
+	BatchTimeout time.Duration `yaml:"batch_timeout" help:"longest wait before a partial batch is sent"`
+	// RequiredAcks: all (default; every in-sync replica), one, none.
+	RequiredAcks string `yaml:"required_acks" help:"acknowledgement: all, one, none"`
+	MaxAttempts  int    `yaml:"max_attempts" help:"send attempts before spooling a batch"`
+
+	// SpoolDir holds records while Kafka is unreachable.
+	SpoolDir   string `yaml:"spool_dir" help:"directory of the on-disk spool (empty: no spool)"`
+	SpoolBytes int64  `yaml:"spool_bytes" help:"spool size limit in bytes"`
+	// SpoolFsync: always, batch or never.
+	SpoolFsync string `yaml:"spool_fsync" help:"spool fsync policy: always, batch, never"`
+
+	TLS           bool   `yaml:"tls" help:"connect to Kafka with TLS"`
+	TLSCA         string `yaml:"tls_ca" help:"CA bundle for the brokers' certificates"`
+	TLSCert       string `yaml:"tls_cert" help:"client certificate (mTLS)"`
+	TLSKey        string `yaml:"tls_key" help:"client key (mTLS)"`
+	TLSSkipVerify bool   `yaml:"tls_skip_verify" help:"do not verify the brokers' certificates (testing only)"`
+	// SASLMechanism: "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	SASLMechanism string `yaml:"sasl_mechanism" help:"SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"`
+	SASLUser      string `yaml:"sasl_user" help:"SASL user name"`
+	SASLPassword  string `yaml:"sasl_password" help:"SASL password (prefer the environment variable)"`
+}
+
+func defaultKafka() KafkaConfig {
+	return KafkaConfig{
+		Brokers:         []string{"127.0.0.1:9092"},
+		Topic:           "apiscout.transactions",
+		DeadLetterTopic: "apiscout.deadletter",
+		Group:           "apiscout-analyzer",
+		StartOffset:     "earliest",
+		Compression:     "zstd",
+		BatchSize:       10000,
+		BatchBytes:      8 << 20,
+		BatchTimeout:    200 * time.Millisecond,
+		RequiredAcks:    "all",
+		MaxAttempts:     5,
+		SpoolBytes:      1 << 30,
+		SpoolFsync:      "batch",
+	}
+}
+
+func (k *KafkaConfig) validate() error {
+	var errs []error
+	switch k.StartOffset {
+	case "earliest", "latest":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.start_offset: %q is not earliest or latest", k.StartOffset))
+	}
+	switch k.Compression {
+	case "zstd", "lz4", "snappy", "gzip", "none":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.compression: %q is not zstd, lz4, snappy, gzip or none", k.Compression))
+	}
+	switch k.RequiredAcks {
+	case "all", "one", "none":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.required_acks: %q is not all, one or none", k.RequiredAcks))
+	}
+	switch k.SpoolFsync {
+	case "always", "batch", "never":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.spool_fsync: %q is not always, batch or never", k.SpoolFsync))
+	}
+	switch k.SASLMechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.sasl_mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASLMechanism))
+	}
+	if k.Topic == "" {
+		errs = append(errs, errors.New("kafka.topic: must not be empty"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// StorageConfig selects where the analyzer's results live.
+type StorageConfig struct {
+	// Kind is "embedded" (one process, no server) or "clickhouse".
+	Kind string `yaml:"kind" help:"result store: embedded or clickhouse"`
+	// Path of the embedded database file.
+	Path string `yaml:"path" help:"embedded store file"`
+	// ClickHouse connection.
+	ClickHouseAddr     []string      `yaml:"clickhouse_addr" help:"ClickHouse native addresses host:9000, comma separated"`
+	ClickHouseDatabase string        `yaml:"clickhouse_database" help:"ClickHouse database"`
+	ClickHouseUser     string        `yaml:"clickhouse_user" help:"ClickHouse user"`
+	ClickHousePassword string        `yaml:"clickhouse_password" help:"ClickHouse password (prefer the environment variable)"`
+	ClickHouseTLS      bool          `yaml:"clickhouse_tls" help:"connect to ClickHouse with TLS"`
+	BatchSize          int           `yaml:"batch_size" help:"rows per insert batch"`
+	FlushInterval      time.Duration `yaml:"flush_interval" help:"longest wait before a partial batch is written"`
+	// SampleTransactions stores 1 in N transactions' metadata (1 = all).
+	SampleTransactions int  `yaml:"sample_transactions" help:"store 1 in N transactions (1: all)"`
+	StoreBodies        bool `yaml:"store_bodies" help:"store (redacted) bodies with transactions"`
+	// RetentionDays sets a TTL where the server supports it (0: keep).
+	RetentionDays int  `yaml:"retention_days" help:"days to keep rows (0: forever)"`
+	Migrate       bool `yaml:"migrate" help:"apply schema migrations at start"`
+}
+
+func defaultStorage() StorageConfig {
+	return StorageConfig{
+		Kind:               "embedded",
+		Path:               "apiscout.db",
+		ClickHouseAddr:     []string{"127.0.0.1:9000"},
+		ClickHouseDatabase: "apiscout",
+		ClickHouseUser:     "default",
+		BatchSize:          50000,
+		FlushInterval:      time.Second,
+		SampleTransactions: 1,
+		RetentionDays:      30,
+		Migrate:            true,
+	}
+}
+
+func (s *StorageConfig) validate() error {
+	var errs []error
+	switch s.Kind {
+	case "embedded", "clickhouse":
+	default:
+		errs = append(errs, fmt.Errorf("storage.kind: %q is not embedded or clickhouse", s.Kind))
+	}
+	if s.SampleTransactions < 1 {
+		errs = append(errs, fmt.Errorf("storage.sample_transactions: %d, want at least 1", s.SampleTransactions))
+	}
+	if s.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("storage.batch_size: %d, want at least 1", s.BatchSize))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,430 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Kafka record header names.
+const (
+	HeaderSchema      = "apiscout-schema"
+	HeaderContentType = "content-type"
+)
+
+// ErrMalformed wraps every decoding failure, so callers can route a bad
+// record to a dead-letter queue with errors.Is.
+var ErrMalformed = errors.New("malformed record")
+
+// AppendTransaction appends the protobuf encoding of t to b. It is written
+// by hand on protowire rather than generated: no reflection, no
+// intermediate message, and one allocation at most when b has room.
+func AppendTransaction(b []byte, t *Transaction) []byte {
+	b = appendString(b, 1, t.SensorID)
+	b = appendUint(b, 2, t.Seq)
+	b = appendUint(b, 3, t.ConnID)
+	b = appendUint(b, 4, uint64(t.Index))
+	b = appendAddrPort(b, 5, 6, t.Client)
+	b = appendAddrPort(b, 7, 8, t.Server)
+	if !t.Mirror.Empty() {
+		b = protowire.AppendTag(b, 9, protowire.BytesType)
+		b = protowire.AppendBytes(b, appendMirror(nil, &t.Mirror))
+	}
+	b = appendString(b, 10, t.Protocol)
+	b = appendTime(b, 11, t.RequestStart)
+	b = appendTime(b, 12, t.RequestEnd)
+	b = appendTime(b, 13, t.ResponseStart)
+	b = appendTime(b, 14, t.ResponseEnd)
+	b = appendString(b, 15, t.Method)
+	b = appendString(b, 16, t.Host)
+	b = appendString(b, 17, t.Path)
+	b = appendString(b, 18, t.Query)
+	b = appendString(b, 19, t.Version)
+	b = appendUint(b, 20, uint64(t.Status))
+	b = appendString(b, 21, t.Reason)
+	b = appendHeaders(b, 22, t.RequestHeaders)
+	b = appendHeaders(b, 23, t.ResponseHeaders)
+	b = appendHeaders(b, 24, t.RequestTrailers)
+	b = appendHeaders(b, 25, t.ResponseTrailers)
+	b = appendBytes(b, 26, t.RequestBody)
+	b = appendBytes(b, 27, t.ResponseBody)
+	b = appendInt(b, 28, t.RequestBodyWireLen)
+	b = appendInt(b, 29, t.RequestBodyLen)
+	b = appendInt(b, 30, t.ResponseBodyWireLen)
+	b = appendInt(b, 31, t.ResponseBodyLen)
+	b = appendString(b, 32, t.RequestContentType)
+	b = appendString(b, 33, t.ResponseContentType)
+	b = appendUint(b, 34, uint64(t.Flags))
+	b = appendUint(b, 35, t.CaptureLoss)
+	b = appendHeaders(b, 36, t.Extra)
+	return b
+}
+
+// DecodeTransaction decodes b into t, which it resets first. Unknown fields
+// are skipped. Strings and byte slices are copied, so b may be reused.
+func DecodeTransaction(b []byte, t *Transaction) error {
+	*t = Transaction{}
+	var cip, sip []byte
+	var cport, sport uint64
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case 1:
+			t.SensorID = string(raw)
+		case 2:
+			t.Seq = v
+		case 3:
+			t.ConnID = v
+		case 4:
+			t.Index = uint32(v)
+		case 5:
+			cip = raw
+		case 6:
+			cport = v
+		case 7:
+			sip = raw
+		case 8:
+			sport = v
+		case 9:
+			return decodeMirror(raw, &t.Mirror)
+		case 10:
+			t.Protocol = string(raw)
+		case 11:
+			t.RequestStart = fromNanos(v)
+		case 12:
+			t.RequestEnd = fromNanos(v)
+		case 13:
+			t.ResponseStart = fromNanos(v)
+		case 14:
+			t.ResponseEnd = fromNanos(v)
+		case 15:
+			t.Method = string(raw)
+		case 16:
+			t.Host = string(raw)
+		case 17:
+			t.Path = string(raw)
+		case 18:
+			t.Query = string(raw)
+		case 19:
+			t.Version = string(raw)
+		case 20:
+			t.Status = int(v)
+		case 21:
+			t.Reason = string(raw)
+		case 22:
+			return decodeHeader(raw, &t.RequestHeaders)
+		case 23:
+			return decodeHeader(raw, &t.ResponseHeaders)
+		case 24:
+			return decodeHeader(raw, &t.RequestTrailers)
+		case 25:
+			return decodeHeader(raw, &t.ResponseTrailers)
+		case 26:
+			t.RequestBody = append([]byte(nil), raw...)
+		case 27:
+			t.ResponseBody = append([]byte(nil), raw...)
+		case 28:
+			t.RequestBodyWireLen = int64(v)
+		case 29:
+			t.RequestBodyLen = int64(v)
+		case 30:
+			t.ResponseBodyWireLen = int64(v)
+		case 31:
+			t.ResponseBodyLen = int64(v)
+		case 32:
+			t.RequestContentType = string(raw)
+		case 33:
+			t.ResponseContentType = string(raw)
+		case 34:
+			t.Flags = Flags(v)
+		case 35:
+			t.CaptureLoss = v
+		case 36:
+			return decodeHeader(raw, &t.Extra)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if t.Client, err = addrPort(cip, cport); err != nil {
+		return fmt.Errorf("%w: client address: %v", ErrMalformed, err)
+	}
+	if t.Server, err = addrPort(sip, sport); err != nil {
+		return fmt.Errorf("%w: server address: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// AppendHeartbeat appends the protobuf encoding of h to b.
+func AppendHeartbeat(b []byte, h *Heartbeat) []byte {
+	b = appendString(b, 1, h.SensorID)
+	b = appendUint(b, 2, h.Seq)
+	b = appendTime(b, 3, h.Time)
+	b = appendUint(b, 4, h.Packets)
+	b = appendUint(b, 5, h.Bytes)
+	b = appendUint(b, 6, h.KernelDrops)
+	b = appendUint(b, 7, h.CaptureLossBytes)
+	b = appendUint(b, 8, h.AckedBytes)
+	b = appendUint(b, 9, h.Transactions)
+	names := make([]string, 0, len(h.Dropped))
+	for k := range h.Dropped {
+		names = append(names, k)
+	}
+	sort.Strings(names) // deterministic bytes for golden tests
+	for _, k := range names {
+		var c []byte
+		c = appendString(c, 1, k)
+		c = appendUint(c, 2, h.Dropped[k])
+		b = protowire.AppendTag(b, 10, protowire.BytesType)
+		b = protowire.AppendBytes(b, c)
+	}
+	for i := range h.Mirrors {
+		b = protowire.AppendTag(b, 11, protowire.BytesType)
+		b = protowire.AppendBytes(b, appendMirror(nil, &h.Mirrors[i]))
+	}
+	return b
+}
+
+// DecodeHeartbeat decodes b into h, which it resets first.
+func DecodeHeartbeat(b []byte, h *Heartbeat) error {
+	*h = Heartbeat{}
+	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case 1:
+			h.SensorID = string(raw)
+		case 2:
+			h.Seq = v
+		case 3:
+			h.Time = fromNanos(v)
+		case 4:
+			h.Packets = v
+		case 5:
+			h.Bytes = v
+		case 6:
+			h.KernelDrops = v
+		case 7:
+			h.CaptureLossBytes = v
+		case 8:
+			h.AckedBytes = v
+		case 9:
+			h.Transactions = v
+		case 10:
+			var name string
+			var val uint64
+			if err := walk(raw, func(n protowire.Number, _ protowire.Type, v uint64, r []byte) error {
+				switch n {
+				case 1:
+					name = string(r)
+				case 2:
+					val = v
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if h.Dropped == nil {
+				h.Dropped = map[string]uint64{}
+			}
+			h.Dropped[name] += val
+		case 11:
+			var m Mirror
+			if err := decodeMirror(raw, &m); err != nil {
+				return err
+			}
+			h.Mirrors = append(h.Mirrors, m)
+		}
+		return nil
+	})
+}
+
+// walk calls fn for every field of a message. Varint and fixed fields pass
+// their value in v; length-delimited fields pass their bytes in raw (which
+// alias b). A field whose wire type does not match the schema is an error:
+// protobuf would reject it too, and guessing hides corruption.
+func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: tag: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v uint64
+		var raw []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			v, n = protowire.ConsumeFixed64(b)
+		case protowire.Fixed32Type:
+			var v32 uint32
+			v32, n = protowire.ConsumeFixed32(b)
+			v = uint64(v32)
+		case protowire.BytesType:
+			raw, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if !knownType(num, typ) {
+			continue // unknown field or group: skipped, never fatal
+		}
+		if err := fn(num, typ, v, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knownType lets walk skip fields that a newer schema may carry with a wire
+// type the current decoder does not expect.
+func knownType(num protowire.Number, typ protowire.Type) bool {
+	return typ == protowire.VarintType || typ == protowire.BytesType
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendUint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendInt(b []byte, num protowire.Number, v int64) []byte {
+	return appendUint(b, num, uint64(v))
+}
+
+func appendTime(b []byte, num protowire.Number, t time.Time) []byte {
+	if t.IsZero() {
+		return b
+	}
+	return appendUint(b, num, uint64(t.UnixNano()))
+}
+
+func fromNanos(v uint64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(v)).UTC()
+}
+
+func appendAddrPort(b []byte, ipNum, portNum protowire.Number, ap netip.AddrPort) []byte {
+	if !ap.IsValid() {
+		return b
+	}
+	a := ap.Addr()
+	if a.Is4() {
+		v := a.As4()
+		b = appendBytes(b, ipNum, v[:])
+	} else {
+		v := a.As16()
+		b = appendBytes(b, ipNum, v[:])
+	}
+	return appendUint(b, portNum, uint64(ap.Port()))
+}
+
+func addrPort(ip []byte, port uint64) (netip.AddrPort, error) {
+	if len(ip) == 0 {
+		return netip.AddrPort{}, nil
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("address of %d bytes", len(ip))
+	}
+	if port > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("port %d", port)
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+func appendMirror(b []byte, m *Mirror) []byte {
+	b = appendUint(b, 1, uint64(m.VNI))
+	for _, v := range m.VLANs {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(v))
+	}
+	b = appendUint(b, 3, uint64(m.ERSPANSession))
+	b = appendString(b, 4, m.Source)
+	return b
+}
+
+func decodeMirror(b []byte, m *Mirror) error {
+	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case 1:
+			m.VNI = uint32(v)
+		case 2:
+			if typ == protowire.BytesType { // packed encoding
+				for len(raw) > 0 {
+					x, n := protowire.ConsumeVarint(raw)
+					if n < 0 {
+						return fmt.Errorf("%w: vlans: %v", ErrMalformed, protowire.ParseError(n))
+					}
+					m.VLANs = append(m.VLANs, uint16(x))
+					raw = raw[n:]
+				}
+				return nil
+			}
+			m.VLANs = append(m.VLANs, uint16(v))
+		case 3:
+			m.ERSPANSession = uint16(v)
+		case 4:
+			m.Source = string(raw)
+		}
+		return nil
+	})
+}
+
+func appendHeaders(b []byte, num protowire.Number, hs []Header) []byte {
+	for i := range hs {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		size := protowire.SizeTag(1) + protowire.SizeBytes(len(hs[i].Name)) +
+			protowire.SizeTag(2) + protowire.SizeBytes(len(hs[i].Value))
+		b = protowire.AppendVarint(b, uint64(size))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, hs[i].Name)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendString(b, hs[i].Value)
+	}
+	return b
+}
+
+func decodeHeader(b []byte, hs *[]Header) error {
+	var h Header
+	err := walk(b, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
+		switch num {
+		case 1:
+			h.Name = string(raw)
+		case 2:
+			h.Value = string(raw)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*hs = append(*hs, h)
+	return nil
+}

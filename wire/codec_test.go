@@ -1,0 +1,140 @@
+package wire
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func sampleTransaction() *Transaction {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	return &Transaction{
+		SensorID: "s1", Seq: 42, ConnID: 7, Index: 1,
+		Client:       netip.MustParseAddrPort("10.0.0.1:51234"),
+		Server:       netip.MustParseAddrPort("[2001:db8::1]:8080"),
+		Mirror:       Mirror{VNI: 5001, VLANs: []uint16{10, 20}, ERSPANSession: 3, Source: "eth1"},
+		Protocol:     "http/1.1",
+		RequestStart: start, RequestEnd: start.Add(time.Millisecond),
+		ResponseStart: start.Add(3 * time.Millisecond), ResponseEnd: start.Add(4 * time.Millisecond),
+		Method: "POST", Host: "api.example.com", Path: "/v1/users/17", Query: "a=b", Version: "HTTP/1.1",
+		Status: 201, Reason: "Created",
+		RequestHeaders:  []Header{{"Host", "api.example.com"}, {"Content-Type", "application/json"}},
+		ResponseHeaders: []Header{{"Content-Type", "application/json"}},
+		RequestBody:     []byte(`{"name":"x"}`), ResponseBody: []byte(`{"id":17}`),
+		RequestBodyWireLen: 12, RequestBodyLen: 12, ResponseBodyWireLen: 9, ResponseBodyLen: 9,
+		RequestContentType: "application/json", ResponseContentType: "application/json",
+		Flags: FlagGap | FlagMidstream, CaptureLoss: 100,
+		Extra: []Header{{"grpc.status", "0"}},
+	}
+}
+
+func TestTransactionRoundTrip(t *testing.T) {
+	in := sampleTransaction()
+	b := AppendTransaction(nil, in)
+	var out Transaction
+	if err := DecodeTransaction(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, &out) {
+		t.Fatalf("round trip differs:\n in=%+v\nout=%+v", in, &out)
+	}
+}
+
+func TestUnknownFieldsIgnored(t *testing.T) {
+	b := AppendTransaction(nil, sampleTransaction())
+	b = protowire.AppendTag(b, 999, protowire.BytesType)
+	b = protowire.AppendString(b, "from the future")
+	b = protowire.AppendTag(b, 998, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, 1)
+	var out Transaction
+	if err := DecodeTransaction(b, &out); err != nil {
+		t.Fatalf("unknown fields must be skipped: %v", err)
+	}
+	if out.Path != "/v1/users/17" {
+		t.Fatalf("path = %q", out.Path)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	b := AppendTransaction(nil, sampleTransaction())
+	for _, cut := range []int{1, 5, len(b) / 2, len(b) - 1} {
+		var out Transaction
+		err := DecodeTransaction(b[:cut], &out)
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Errorf("cut %d: error %v is not ErrMalformed", cut, err)
+		}
+	}
+	var out Transaction
+	if err := DecodeTransaction([]byte{0xff, 0xff, 0xff}, &out); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestHeartbeatRoundTrip(t *testing.T) {
+	in := &Heartbeat{SensorID: "s", Seq: 3, Time: time.Unix(100, 5).UTC(), Packets: 10, Bytes: 1000,
+		KernelDrops: 1, CaptureLossBytes: 2, AckedBytes: 400, Transactions: 4,
+		Dropped: map[string]uint64{"queue_full": 2, "spool_full": 1}, Mirrors: []Mirror{{VNI: 1}}}
+	var out Heartbeat
+	if err := DecodeHeartbeat(AppendHeartbeat(nil, in), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, &out) {
+		t.Fatalf("differs: %+v vs %+v", in, &out)
+	}
+}
+
+func TestFlagsJSON(t *testing.T) {
+	f := FlagGap | FlagNoResponse
+	b, _ := f.MarshalJSON()
+	if string(b) != `["gap","no_response"]` {
+		t.Fatalf("got %s", b)
+	}
+	var g Flags
+	if err := g.UnmarshalJSON([]byte(`["gap","no_response","from_future"]`)); err != nil || g != f {
+		t.Fatalf("got %v %v", g, err)
+	}
+	if b, _ := Flags(0).MarshalJSON(); string(b) != `[]` {
+		t.Fatalf("empty flags render %s", b)
+	}
+}
+
+func FuzzDecodeTransaction(f *testing.F) {
+	f.Add(AppendTransaction(nil, sampleTransaction()))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var tx Transaction
+		if err := DecodeTransaction(b, &tx); err != nil {
+			return
+		}
+		var again Transaction
+		if err := DecodeTransaction(AppendTransaction(nil, &tx), &again); err != nil {
+			t.Fatalf("re-encoding a decoded record fails: %v", err)
+		}
+	})
+}
+
+func BenchmarkEncodeTransaction(b *testing.B) {
+	tx := sampleTransaction()
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = AppendTransaction(buf[:0], tx)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecodeTransaction(b *testing.B) {
+	buf := AppendTransaction(nil, sampleTransaction())
+	var tx Transaction
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for i := 0; i < b.N; i++ {
+		if err := DecodeTransaction(buf, &tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
