@@ -1,0 +1,378 @@
+package http2parse
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/apiscout/apiscout/sensor/stream"
+	"github.com/apiscout/apiscout/wire"
+)
+
+// chunk is one read or write seen on the server's socket.
+type chunk struct {
+	dir  stream.Dir
+	data []byte
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	chunks []chunk
+}
+
+func (r *recorder) add(d stream.Dir, b []byte) {
+	r.mu.Lock()
+	r.chunks = append(r.chunks, chunk{d, append([]byte(nil), b...)})
+	r.mu.Unlock()
+}
+
+type recConn struct {
+	net.Conn
+	rec *recorder
+}
+
+func (c recConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.rec.add(stream.ClientToServer, b[:n])
+	}
+	return n, err
+}
+
+func (c recConn) Write(b []byte) (int, error) {
+	c.rec.add(stream.ServerToClient, b)
+	return c.Conn.Write(b)
+}
+
+// serveH2C runs a real Go HTTP/2 server over cleartext on loopback and
+// records the bytes of every connection it accepts.
+func serveH2C(t *testing.T, h http.Handler) (addr string, rec *recorder) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = &recorder{}
+	srv := &http2.Server{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(recConn{c, rec}, &http2.ServeConnOpts{Handler: h})
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), rec
+}
+
+func h2cClient() *http.Client {
+	return &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func parse(chunks []chunk, midstream bool) []*wire.Transaction {
+	var out []*wire.Transaction
+	info := stream.ConnInfo{ID: 1, Client: netip.MustParseAddrPort("10.0.0.1:5555"),
+		Server: netip.MustParseAddrPort("10.0.0.2:80"), Midstream: midstream}
+	p := New(info, DefaultOptions(), nil, func(tx *wire.Transaction) { out = append(out, tx) }, !midstream)
+	ts := time.Unix(1700000000, 0)
+	for _, c := range chunks {
+		ts = ts.Add(time.Millisecond)
+		p.Data(c.dir, c.data, ts)
+	}
+	p.Close("fin", ts)
+	return out
+}
+
+func TestRealH2CServer(t *testing.T) {
+	addr, rec := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(404)
+			return
+		}
+		fmt.Fprintf(w, `{"path":%q,"got":%d,"pad":%q}`, r.URL.Path, len(body), strings.Repeat("x", 40000))
+	}))
+	client := h2cClient()
+	type call struct{ method, path, body string }
+	calls := []call{{"GET", "/api/users/1?x=1", ""}, {"POST", "/api/orders", `{"sku":"AB-1234"}`}, {"GET", "/missing", ""}}
+	for _, c := range calls {
+		req, _ := http.NewRequest(c.method, "http://"+addr+c.path, strings.NewReader(c.body))
+		if c.body == "" {
+			req.Body = nil
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	txs := parse(rec.chunks, false)
+	if len(txs) != len(calls) {
+		t.Fatalf("%d transactions, want %d", len(txs), len(calls))
+	}
+	for i, c := range calls {
+		tx := txs[i]
+		path, query, _ := strings.Cut(c.path, "?")
+		if tx.Method != c.method || tx.Path != path || tx.Query != query || tx.Host != addr {
+			t.Errorf("call %d: got %s %s?%s host %s", i, tx.Method, tx.Path, tx.Query, tx.Host)
+		}
+		wantStatus := 200
+		if c.path == "/missing" {
+			wantStatus = 404
+		}
+		if tx.Status != wantStatus || tx.Protocol != "h2" || tx.Flags != 0 {
+			t.Errorf("call %d: status %d protocol %s flags %v", i, tx.Status, tx.Protocol, tx.Flags)
+		}
+		if tx.RequestBodyLen != int64(len(c.body)) {
+			t.Errorf("call %d: request body %d", i, tx.RequestBodyLen)
+		}
+		if wantStatus == 200 && tx.ResponseBodyLen < 40000 {
+			t.Errorf("call %d: response body %d", i, tx.ResponseBodyLen)
+		}
+	}
+}
+
+// gRPC over HTTP/2: length-prefixed messages, grpc-status in trailers.
+func TestGRPCShape(t *testing.T) {
+	addr, rec := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		body, _ := io.ReadAll(r.Body)
+		for len(body) >= 5 {
+			l := int(binary.BigEndian.Uint32(body[1:]))
+			body = body[5+l:]
+			n++
+		}
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		for i := 0; i < n*2; i++ {
+			w.Write(grpcFrame(bytes.Repeat([]byte{1}, 10+i)))
+		}
+		w.Header().Set("Grpc-Status", "5")
+		w.Header().Set("Grpc-Message", "not found")
+	}))
+	body := append(grpcFrame([]byte("hello")), grpcFrame([]byte("world!"))...)
+	req, _ := http.NewRequest("POST", "http://"+addr+"/shop.v1.Catalog/GetItem", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	txs := parse(rec.chunks, false)
+	if len(txs) != 1 {
+		t.Fatalf("%d transactions", len(txs))
+	}
+	tx := txs[0]
+	extra := map[string]string{}
+	for _, h := range tx.Extra {
+		extra[h.Name] = h.Value
+	}
+	want := map[string]string{"grpc.service": "shop.v1.Catalog", "grpc.method": "GetItem", "grpc.status": "5",
+		"grpc.message": "not found", "grpc.request_messages": "2", "grpc.response_messages": "4"}
+	for k, v := range want {
+		if extra[k] != v {
+			t.Errorf("%s = %q, want %q (all: %v)", k, extra[k], v, extra)
+		}
+	}
+	if tx.Protocol != "grpc" || tx.RequestBodyLen != int64(len(body)) {
+		t.Errorf("protocol %s request body %d", tx.Protocol, tx.RequestBodyLen)
+	}
+}
+
+func grpcFrame(p []byte) []byte {
+	b := make([]byte, 5, 5+len(p))
+	binary.BigEndian.PutUint32(b[1:], uint32(len(p)))
+	return append(b, p...)
+}
+
+// A sensor that joins mid-connection decodes what it can and says why it
+// could not decode the rest, instead of guessing.
+func TestMidstreamHPACK(t *testing.T) {
+	var frames []chunk
+	enc := new(bytes.Buffer)
+	he := hpack.NewEncoder(enc)
+	block := func(fs ...hpack.HeaderField) []byte {
+		enc.Reset()
+		for _, f := range fs {
+			he.WriteField(f)
+		}
+		return append([]byte(nil), enc.Bytes()...)
+	}
+	// Before the sensor joins: a request that indexes a custom header.
+	_ = block(hpack.HeaderField{Name: ":method", Value: "GET"}, hpack.HeaderField{Name: "x-tenant", Value: "acme"})
+	// After: one block referencing the old entry, one self-contained.
+	old := block(hpack.HeaderField{Name: ":method", Value: "GET"}, hpack.HeaderField{Name: ":path", Value: "/a"},
+		hpack.HeaderField{Name: "x-tenant", Value: "acme"})
+	fresh := block(hpack.HeaderField{Name: ":method", Value: "GET"}, hpack.HeaderField{Name: ":path", Value: "/b"},
+		hpack.HeaderField{Name: "x-new", Value: "1"})
+	frames = append(frames, chunk{stream.ClientToServer, frame(frameHeaders, flagEndHeaders|flagEndStream, 5, old)})
+	frames = append(frames, chunk{stream.ClientToServer, frame(frameHeaders, flagEndHeaders|flagEndStream, 7, fresh)})
+	txs := parse(frames, true)
+	if len(txs) != 2 {
+		t.Fatalf("%d transactions", len(txs))
+	}
+	if !txs[0].Flags.Has(wire.FlagUnparsable) || extraOf(txs[0], "h2.error") != ReasonHPACKEarlier {
+		t.Errorf("stream 5 should say why it is undecodable: %v %v", txs[0].Flags, txs[0].Extra)
+	}
+	if txs[1].Path != "/b" || txs[1].Method != "GET" || !txs[1].Flags.Has(wire.FlagMidstream) {
+		t.Errorf("stream 7: %s %s %v", txs[1].Method, txs[1].Path, txs[1].Flags)
+	}
+}
+
+func extraOf(tx *wire.Transaction, k string) string {
+	for _, h := range tx.Extra {
+		if h.Name == k {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+func frame(typ, flags byte, sid uint32, p []byte) []byte {
+	b := make([]byte, 9, 9+len(p))
+	b[0], b[1], b[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+	b[3], b[4] = typ, flags
+	binary.BigEndian.PutUint32(b[5:], sid)
+	return append(b, p...)
+}
+
+// Padding, CONTINUATION and RST_STREAM, and the same bytes cut at every
+// position give the same records.
+func TestFramingAndSegmentation(t *testing.T) {
+	enc := new(bytes.Buffer)
+	he := hpack.NewEncoder(enc)
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":path", Value: "/upload"},
+		{Name: ":authority", Value: "api.example"}, {Name: "content-type", Value: "text/plain"}} {
+		he.WriteField(f)
+	}
+	hb := enc.Bytes()
+	var client []byte
+	client = append(client, Preface...)
+	client = append(client, frame(frameSettings, 0, 0, nil)...)
+	client = append(client, frame(frameHeaders, 0, 1, hb[:3])...)
+	client = append(client, frame(frameContinuation, flagEndHeaders, 1, hb[3:])...)
+	padded := append([]byte{4}, []byte("hello")...)
+	padded = append(padded, 0, 0, 0, 0)
+	client = append(client, frame(frameData, flagPadded|flagEndStream, 1, padded)...)
+	client = append(client, frame(frameHeaders, flagEndHeaders|flagEndStream, 3, []byte{0x82, 0x84})...) // GET /
+	enc.Reset()
+	he2 := hpack.NewEncoder(enc)
+	he2.WriteField(hpack.HeaderField{Name: ":status", Value: "201"})
+	var server []byte
+	server = append(server, frame(frameSettings, 0, 0, nil)...)
+	server = append(server, frame(frameHeaders, flagEndHeaders|flagEndStream, 1, enc.Bytes())...)
+	server = append(server, frame(frameRSTStream, 0, 3, []byte{0, 0, 0, 8})...)
+
+	want := parse([]chunk{{stream.ClientToServer, client}, {stream.ServerToClient, server}}, false)
+	if len(want) != 2 || want[0].Path != "/upload" || want[0].RequestBodyLen != 5 || want[0].Status != 201 ||
+		want[0].Host != "api.example" || want[1].Path != "/" || extraOf(want[1], "h2.reset") != "true" {
+		t.Fatalf("unexpected records: %+v", want)
+	}
+	for cut := 1; cut < len(client); cut++ {
+		got := parse([]chunk{{stream.ClientToServer, client[:cut]}, {stream.ClientToServer, client[cut:]},
+			{stream.ServerToClient, server}}, false)
+		if len(got) != 2 || got[0].Path != want[0].Path || got[0].RequestBodyLen != 5 || got[1].Path != "/" {
+			t.Fatalf("cut at %d changes the records", cut)
+		}
+	}
+}
+
+func TestGapStopsDirection(t *testing.T) {
+	info := stream.ConnInfo{ID: 1}
+	var out []*wire.Transaction
+	p := New(info, DefaultOptions(), nil, func(tx *wire.Transaction) { out = append(out, tx) }, true)
+	ts := time.Unix(1, 0)
+	p.Data(stream.ClientToServer, []byte(Preface), ts)
+	p.Data(stream.ClientToServer, frame(frameHeaders, flagEndHeaders, 1, []byte{0x83, 0x84}), ts)
+	p.Gap(stream.ClientToServer, 100, ts)
+	p.Data(stream.ClientToServer, []byte("garbage after the gap"), ts)
+	p.Close("fin", ts)
+	if len(out) != 1 || !out[0].Flags.Has(wire.FlagGap) || !out[0].Flags.Has(wire.FlagNoResponse) {
+		t.Fatalf("got %+v", out)
+	}
+}
+
+func FuzzHTTP2(f *testing.F) {
+	f.Add([]byte(Preface), []byte{})
+	f.Add(frame(frameHeaders, flagEndHeaders|flagPadded, 1, []byte{200, 1}), frame(frameData, flagPadded, 1, []byte{3}))
+	f.Add(frame(frameContinuation, 0, 1, []byte{0xff, 0xff}), frame(frameGoAway, 0, 0, []byte{0, 0, 0, 1, 0, 0, 0, 0}))
+	f.Fuzz(func(t *testing.T, c, s []byte) {
+		p := New(stream.ConnInfo{Midstream: true}, DefaultOptions(), nil, func(*wire.Transaction) {}, false)
+		ts := time.Unix(1, 0)
+		for i := 0; i < len(c) || i < len(s); i += 7 {
+			if i < len(c) {
+				p.Data(stream.ClientToServer, c[i:min(i+7, len(c))], ts)
+			}
+			if i < len(s) {
+				p.Data(stream.ServerToClient, s[i:min(i+7, len(s))], ts)
+			}
+		}
+		p.Close("fin", ts)
+	})
+}
+
+func BenchmarkParseStreams(b *testing.B) {
+	enc := new(bytes.Buffer)
+	he := hpack.NewEncoder(enc)
+	var client, server []byte
+	client = append(client, Preface...)
+	for i := 0; i < 100; i++ {
+		sid := uint32(2*i + 1)
+		enc.Reset()
+		for _, f := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":path", Value: "/api/items/" + strconv.Itoa(i)},
+			{Name: ":authority", Value: "shop.example"}, {Name: "authorization", Value: "Bearer fp:0123456789abcdef"}} {
+			he.WriteField(f)
+		}
+		client = append(client, frame(frameHeaders, flagEndHeaders|flagEndStream, sid, enc.Bytes())...)
+	}
+	re := new(bytes.Buffer)
+	rhe := hpack.NewEncoder(re)
+	body := bytes.Repeat([]byte("{\"k\":1}"), 100)
+	for i := 0; i < 100; i++ {
+		re.Reset()
+		rhe.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		rhe.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/json"})
+		server = append(server, frame(frameHeaders, flagEndHeaders, uint32(2*i+1), re.Bytes())...)
+		server = append(server, frame(frameData, flagEndStream, uint32(2*i+1), body)...)
+	}
+	b.SetBytes(int64(len(client) + len(server)))
+	b.ReportAllocs()
+	m := NewMetrics(nil)
+	for i := 0; i < b.N; i++ {
+		n := 0
+		p := New(stream.ConnInfo{}, DefaultOptions(), m, func(*wire.Transaction) { n++ }, true)
+		p.Data(stream.ClientToServer, client, time.Unix(1, 0))
+		p.Data(stream.ServerToClient, server, time.Unix(1, 0))
+		p.Close("fin", time.Unix(2, 0))
+		if n != 100 {
+			b.Fatal(n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/stream")
+}
