@@ -12,61 +12,25 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/apiscout/apiscout/internal/connrec"
 	"github.com/apiscout/apiscout/sensor/stream"
 	"github.com/apiscout/apiscout/wire"
 )
 
-// chunk is one read or write seen on the server's socket.
-type chunk struct {
-	dir  stream.Dir
-	data []byte
-}
-
-type recorder struct {
-	mu     sync.Mutex
-	chunks []chunk
-}
-
-func (r *recorder) add(d stream.Dir, b []byte) {
-	r.mu.Lock()
-	r.chunks = append(r.chunks, chunk{d, append([]byte(nil), b...)})
-	r.mu.Unlock()
-}
-
-type recConn struct {
-	net.Conn
-	rec *recorder
-}
-
-func (c recConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.rec.add(stream.ClientToServer, b[:n])
-	}
-	return n, err
-}
-
-func (c recConn) Write(b []byte) (int, error) {
-	c.rec.add(stream.ServerToClient, b)
-	return c.Conn.Write(b)
-}
-
 // serveH2C runs a real Go HTTP/2 server over cleartext on loopback and
 // records the bytes of every connection it accepts.
-func serveH2C(t *testing.T, h http.Handler) (addr string, rec *recorder) {
+func serveH2C(t *testing.T, h http.Handler) (addr string, rec *connrec.Recorder) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := connrec.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec = &recorder{}
 	srv := &http2.Server{}
 	go func() {
 		for {
@@ -74,12 +38,14 @@ func serveH2C(t *testing.T, h http.Handler) (addr string, rec *recorder) {
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(recConn{c, rec}, &http2.ServeConnOpts{Handler: h})
+			go srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
 		}
 	}()
 	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String(), rec
+	return ln.Addr().String(), ln.Rec
 }
+
+type chunk = connrec.Chunk
 
 func h2cClient() *http.Client {
 	return &http.Client{Transport: &http2.Transport{
@@ -96,12 +62,15 @@ func parse(chunks []chunk, midstream bool) []*wire.Transaction {
 	info := stream.ConnInfo{ID: 1, Client: netip.MustParseAddrPort("10.0.0.1:5555"),
 		Server: netip.MustParseAddrPort("10.0.0.2:80"), Midstream: midstream}
 	p := New(info, DefaultOptions(), nil, func(tx *wire.Transaction) { out = append(out, tx) }, !midstream)
-	ts := time.Unix(1700000000, 0)
-	for _, c := range chunks {
-		ts = ts.Add(time.Millisecond)
-		p.Data(c.dir, c.data, ts)
+	connrec.Replay(p, chunks, time.Unix(1700000000, 0))
+	return out
+}
+
+func parseAll(rec *connrec.Recorder) []*wire.Transaction {
+	var out []*wire.Transaction
+	for _, c := range rec.Conns() {
+		out = append(out, parse(c, false)...)
 	}
-	p.Close("fin", ts)
 	return out
 }
 
@@ -130,7 +99,7 @@ func TestRealH2CServer(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	txs := parse(rec.chunks, false)
+	txs := parseAll(rec)
 	if len(txs) != len(calls) {
 		t.Fatalf("%d transactions, want %d", len(txs), len(calls))
 	}
@@ -184,7 +153,7 @@ func TestGRPCShape(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	txs := parse(rec.chunks, false)
+	txs := parseAll(rec)
 	if len(txs) != 1 {
 		t.Fatalf("%d transactions", len(txs))
 	}
@@ -231,8 +200,8 @@ func TestMidstreamHPACK(t *testing.T) {
 		hpack.HeaderField{Name: "x-tenant", Value: "acme"})
 	fresh := block(hpack.HeaderField{Name: ":method", Value: "GET"}, hpack.HeaderField{Name: ":path", Value: "/b"},
 		hpack.HeaderField{Name: "x-new", Value: "1"})
-	frames = append(frames, chunk{stream.ClientToServer, frame(frameHeaders, flagEndHeaders|flagEndStream, 5, old)})
-	frames = append(frames, chunk{stream.ClientToServer, frame(frameHeaders, flagEndHeaders|flagEndStream, 7, fresh)})
+	frames = append(frames, chunk{Dir: stream.ClientToServer, Data: frame(frameHeaders, flagEndHeaders|flagEndStream, 5, old)})
+	frames = append(frames, chunk{Dir: stream.ClientToServer, Data: frame(frameHeaders, flagEndHeaders|flagEndStream, 7, fresh)})
 	txs := parse(frames, true)
 	if len(txs) != 2 {
 		t.Fatalf("%d transactions", len(txs))
@@ -289,14 +258,14 @@ func TestFramingAndSegmentation(t *testing.T) {
 	server = append(server, frame(frameHeaders, flagEndHeaders|flagEndStream, 1, enc.Bytes())...)
 	server = append(server, frame(frameRSTStream, 0, 3, []byte{0, 0, 0, 8})...)
 
-	want := parse([]chunk{{stream.ClientToServer, client}, {stream.ServerToClient, server}}, false)
+	want := parse([]chunk{{Dir: stream.ClientToServer, Data: client}, {Dir: stream.ServerToClient, Data: server}}, false)
 	if len(want) != 2 || want[0].Path != "/upload" || want[0].RequestBodyLen != 5 || want[0].Status != 201 ||
 		want[0].Host != "api.example" || want[1].Path != "/" || extraOf(want[1], "h2.reset") != "true" {
 		t.Fatalf("unexpected records: %+v", want)
 	}
 	for cut := 1; cut < len(client); cut++ {
-		got := parse([]chunk{{stream.ClientToServer, client[:cut]}, {stream.ClientToServer, client[cut:]},
-			{stream.ServerToClient, server}}, false)
+		got := parse([]chunk{{Dir: stream.ClientToServer, Data: client[:cut]}, {Dir: stream.ClientToServer, Data: client[cut:]},
+			{Dir: stream.ServerToClient, Data: server}}, false)
 		if len(got) != 2 || got[0].Path != want[0].Path || got[0].RequestBodyLen != 5 || got[1].Path != "/" {
 			t.Fatalf("cut at %d changes the records", cut)
 		}
