@@ -184,6 +184,18 @@ func New(info stream.ConnInfo, opts Options, m *Metrics, emit stream.Emit, expec
 	return c
 }
 
+// NewUpgraded returns a parser for the HTTP/2 frames that follow an h2c
+// upgrade (RFC 7540 3.2): the upgrade request itself is stream 1, already
+// complete, whose response arrives as HTTP/2 on stream 1. req carries the
+// request's pseudo-headers (:method, :path, :authority) and headers.
+func NewUpgraded(info stream.ConnInfo, opts Options, m *Metrics, emit stream.Emit, index uint32, req []wire.Header, ts time.Time) *Conn {
+	c := New(info, opts, m, emit, true)
+	c.index = index
+	c.streams[1] = &h2stream{id: 1, reqDone: true,
+		req: msg{headers: req, gotHeaders: true, start: ts, end: ts}}
+	return c
+}
+
 func (c *Conn) newDecoder(d stream.Dir) *hpack.Decoder {
 	dir := &c.dirs[d]
 	dec := hpack.NewDecoder(dir.tableMax, func(f hpack.HeaderField) {

@@ -345,3 +345,17 @@ func BenchmarkParseStreams(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/stream")
 }
+
+func TestH2CUpgradeStreamOne(t *testing.T) {
+	var out []*wire.Transaction
+	req := []wire.Header{{Name: ":method", Value: "GET"}, {Name: ":path", Value: "/v1/status"}, {Name: ":authority", Value: "svc.test"}}
+	p := NewUpgraded(stream.ConnInfo{ID: 2}, DefaultOptions(), nil, func(tx *wire.Transaction) { out = append(out, tx) }, 1, req, time.Unix(1, 0))
+	enc := new(bytes.Buffer)
+	hpack.NewEncoder(enc).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	p.Data(stream.ClientToServer, []byte(Preface), time.Unix(1, 0))
+	p.Data(stream.ServerToClient, frame(frameHeaders, flagEndHeaders, 1, enc.Bytes()), time.Unix(2, 0))
+	p.Data(stream.ServerToClient, frame(frameData, flagEndStream, 1, []byte("ok")), time.Unix(2, 0))
+	if len(out) != 1 || out[0].Path != "/v1/status" || out[0].Status != 200 || out[0].ResponseBodyLen != 2 || out[0].Index != 1 || out[0].Flags != 0 {
+		t.Fatalf("got %+v", out)
+	}
+}
