@@ -210,17 +210,17 @@ func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) error {
 type Summary struct {
 	// DataTime is the latest packet time seen; "this week" counts back
 	// from it, so a replayed capture gives the same overview.
-	DataTime        time.Time        `json:"data_time,omitzero"`
-	Ready           bool             `json:"ready"`
-	Services        int              `json:"services"`
-	Endpoints       int              `json:"endpoints"`
-	Classes         map[string]int   `json:"classes"`
-	Unauthenticated int              `json:"unauthenticated"`
-	Sensitive       int              `json:"sensitive"`
-	NewThisWeek     int              `json:"new_this_week"`
-	Anomalies       AnomalyCounts    `json:"anomalies"`
-	TopRisks        []endpointItem   `json:"top_risks"`
-	NewEndpoints    []endpointItem   `json:"new_endpoints"`
+	DataTime        time.Time         `json:"data_time,omitzero"`
+	Ready           bool              `json:"ready"`
+	Services        int               `json:"services"`
+	Endpoints       int               `json:"endpoints"`
+	Classes         map[string]int    `json:"classes"`
+	Unauthenticated int               `json:"unauthenticated"`
+	Sensitive       int               `json:"sensitive"`
+	NewThisWeek     int               `json:"new_this_week"`
+	Anomalies       AnomalyCounts     `json:"anomalies"`
+	TopRisks        []endpointItem    `json:"top_risks"`
+	NewEndpoints    []endpointItem    `json:"new_endpoints"`
 	RecentAnomalies []anomaly.Anomaly `json:"recent_anomalies"`
 }
 

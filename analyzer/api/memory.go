@@ -284,7 +284,9 @@ func endpointOrder(key string) (func(a, b *inventory.Endpoint) bool, error) {
 	case "path":
 		cmp = func(a, b *inventory.Endpoint) int { return strings.Compare(a.Path, b.Path) }
 	case "classification":
-		cmp = func(a, b *inventory.Endpoint) int { return strings.Compare(string(a.Classification), string(b.Classification)) }
+		cmp = func(a, b *inventory.Endpoint) int {
+			return strings.Compare(string(a.Classification), string(b.Classification))
+		}
 	default:
 		return nil, fmt.Errorf("sort: %q is not one of %s (optionally prefixed with -)", key, strings.Join(SortKeys, ", "))
 	}
