@@ -18,10 +18,14 @@ import (
 // little.
 const maxHandshake = 64 << 10
 
+// maxRecord is the largest TLS record (2^14 plus expansion).
+const maxRecord = 16384 + 2048
+
 // Metrics counts handshakes seen and problems by reason.
 type Metrics struct {
 	Handshakes *prometheus.CounterVec
 	Errors     *prometheus.CounterVec
+	Decrypted  *prometheus.CounterVec
 }
 
 // NewMetrics registers the counters on reg (nil: unregistered).
@@ -30,49 +34,69 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apiscout_tls_handshakes_total", Help: "TLS connections reported, by version."}, []string{"version"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "apiscout_tls_errors_total", Help: "TLS metadata problems, by reason."}, []string{"reason"}),
+			Name: "apiscout_tls_errors_total", Help: "TLS metadata and decryption problems, by reason."}, []string{"reason"}),
+		Decrypted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apiscout_tls_decrypted_connections_total", Help: "TLS connections by decryption outcome."}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Handshakes, m.Errors)
+		reg.MustRegister(m.Handshakes, m.Errors, m.Decrypted)
 	}
 	return m
 }
 
-// NewFactory returns a stream.Factory for TLS connections.
-func NewFactory(m *Metrics) stream.Factory {
-	return func(info stream.ConnInfo, emit stream.Emit) stream.Parser { return New(info, m, emit) }
+// Options enable decryption.
+type Options struct {
+	// KeyLog supplies session secrets (NSS key-log format); nil: metadata
+	// only.
+	KeyLog *KeyLog
+	// Inner makes the parser of the decrypted bytes, chosen by the
+	// negotiated ALPN ("h2", "http/1.1" or "").
+	Inner func(info stream.ConnInfo, alpn string, emit stream.Emit) stream.Parser
 }
 
-// Conn follows one TLS connection's handshake.
+// NewFactory returns a stream.Factory for TLS connections.
+func NewFactory(opts Options, m *Metrics) stream.Factory {
+	return func(info stream.ConnInfo, emit stream.Emit) stream.Parser { return New(info, opts, m, emit) }
+}
+
+// Conn follows one TLS connection's handshake and, with a key log, its
+// application data.
 type Conn struct {
 	info    stream.ConnInfo
+	opts    Options
 	m       *Metrics
 	emit    stream.Emit
 	dirs    [2]tlsDir
 	ch      *ClientHello
 	sh      *ServerHello
 	cert    *x509.Certificate
+	alpn    string
+	suite   suite
+	secrets *Secrets
+	inner   stream.Parser
 	emitted bool
 	start   time.Time
-	last    time.Time
 	flags   wire.Flags
+	outcome string
 }
 
 type tlsDir struct {
 	rec       []byte // incomplete record
 	hs        []byte // handshake bytes across records
 	appBytes  int64
-	encrypted bool // after ChangeCipherSpec the rest is opaque
-	done      bool
+	encrypted bool // records are no longer plaintext
+	done      bool // nothing more to parse: count bytes only
 	firstTS   time.Time
+	keys      *recordKeys // current decryption keys
+	next      *recordKeys // TLS 1.2: keys that take effect at ChangeCipherSpec
 }
 
 // New returns a parser for one connection.
-func New(info stream.ConnInfo, m *Metrics, emit stream.Emit) *Conn {
+func New(info stream.ConnInfo, opts Options, m *Metrics, emit stream.Emit) *Conn {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	c := &Conn{info: info, m: m, emit: emit}
+	c := &Conn{info: info, opts: opts, m: m, emit: emit}
 	if info.Midstream {
 		c.flags |= wire.FlagMidstream
 	}
@@ -88,16 +112,15 @@ func (c *Conn) Data(d stream.Dir, data []byte, ts time.Time) {
 	if dir.firstTS.IsZero() {
 		dir.firstTS = ts
 	}
-	c.last = ts
 	if dir.done {
 		dir.appBytes += int64(len(data))
 		return
 	}
 	dir.rec = append(dir.rec, data...)
-	for len(dir.rec) >= 5 {
+	for len(dir.rec) >= 5 && !dir.done {
 		typ := dir.rec[0]
 		n := int(dir.rec[3])<<8 | int(dir.rec[4])
-		if typ < 20 || typ > 24 || dir.rec[1] != 3 {
+		if typ < 20 || typ > 24 || dir.rec[1] != 3 || n > maxRecord {
 			c.m.Errors.WithLabelValues("not_tls").Inc()
 			c.flags |= wire.FlagUnparsable
 			dir.done, dir.rec = true, nil
@@ -106,35 +129,87 @@ func (c *Conn) Data(d stream.Dir, data []byte, ts time.Time) {
 		if len(dir.rec) < 5+n {
 			break
 		}
-		body := dir.rec[5 : 5+n]
-		switch typ {
-		case 22:
-			if !dir.encrypted {
-				dir.hs = append(dir.hs, body...)
-				c.handshake(d)
-			}
-		case 20:
-			dir.encrypted = true
-		case 23:
-			dir.appBytes += int64(n)
-			dir.encrypted = true
-		}
+		c.record(d, dir.rec[:5], dir.rec[5:5+n], ts)
 		dir.rec = dir.rec[5+n:]
-		if len(dir.hs) > maxHandshake {
-			c.m.Errors.WithLabelValues("handshake_too_large").Inc()
-			dir.done, dir.hs = true, nil
-		}
 	}
-	if dir.encrypted && len(dir.rec) == 0 {
-		// Nothing more to learn from this direction: count, stop parsing.
+	if dir.encrypted && dir.keys == nil && dir.next == nil && len(dir.rec) == 0 {
+		// Without keys nothing more can be learned here: count, stop.
 		dir.done = true
-		dir.rec = nil
 	}
 	dir.rec = append([]byte(nil), dir.rec...) // do not keep the caller's array
 }
 
-// handshake consumes complete handshake messages of one direction.
-func (c *Conn) handshake(d stream.Dir) {
+func (c *Conn) record(d stream.Dir, hdr, body []byte, ts time.Time) {
+	dir := &c.dirs[d]
+	typ := hdr[0]
+	if typ == 20 { // ChangeCipherSpec
+		if !c.suite.tls13 {
+			dir.encrypted = true
+			dir.keys, dir.next = dir.next, nil
+		}
+		return
+	}
+	if dir.keys != nil && (typ == 23 || (typ == 22 && dir.encrypted)) {
+		c.decrypt(d, hdr, body, ts)
+		return
+	}
+	switch typ {
+	case 22:
+		if !dir.encrypted {
+			dir.hs = append(dir.hs, body...)
+			c.handshake(d, false)
+			if len(dir.hs) > maxHandshake {
+				c.m.Errors.WithLabelValues("handshake_too_large").Inc()
+				dir.done, dir.hs = true, nil
+			}
+		}
+	case 23:
+		dir.appBytes += int64(len(body))
+		dir.encrypted = true
+	}
+}
+
+func (c *Conn) decrypt(d stream.Dir, hdr, body []byte, ts time.Time) {
+	dir := &c.dirs[d]
+	typ, pt, err := dir.keys.open(hdr, body)
+	if err != nil {
+		c.m.Errors.WithLabelValues("decrypt").Inc()
+		c.outcome = "failed"
+		dir.keys, dir.done = nil, true
+		dir.appBytes += int64(len(body))
+		return
+	}
+	switch typ {
+	case 22:
+		dir.hs = append(dir.hs, pt...)
+		c.handshake(d, true)
+	case 23:
+		dir.appBytes += int64(len(pt))
+		if c.outcome == "" {
+			c.outcome = "ok"
+		}
+		if c.inner == nil && c.opts.Inner != nil {
+			c.inner = c.opts.Inner(c.info, c.alpn, c.innerEmit)
+		}
+		if c.inner != nil && len(pt) > 0 {
+			c.inner.Data(d, pt, ts)
+		}
+	}
+}
+
+// innerEmit marks decrypted transactions with the TLS session they came
+// from.
+func (c *Conn) innerEmit(tx *wire.Transaction) {
+	tx.Extra = append(tx.Extra, wire.Header{Name: "tls.decrypted", Value: "true"})
+	if c.ch != nil && c.ch.SNI != "" {
+		tx.Extra = append(tx.Extra, wire.Header{Name: "tls.sni", Value: c.ch.SNI})
+	}
+	c.emit(tx)
+}
+
+// handshake consumes complete handshake messages of one direction;
+// decrypted is true for TLS 1.3's encrypted handshake.
+func (c *Conn) handshake(d stream.Dir, decrypted bool) {
 	dir := &c.dirs[d]
 	for len(dir.hs) >= 4 {
 		typ := dir.hs[0]
@@ -149,11 +224,26 @@ func (c *Conn) handshake(d stream.Dir) {
 			c.ch, err = ParseClientHello(body)
 		case typ == 2 && d == stream.ServerToClient && c.sh == nil:
 			c.sh, err = ParseServerHello(body)
-			if c.sh != nil && c.sh.Version() == tls.VersionTLS13 {
-				dir.encrypted = true // everything after ServerHello is encrypted
+			if err == nil {
+				c.alpn = c.sh.ALPN
+				c.serverHello()
 			}
+		case typ == 8 && decrypted: // EncryptedExtensions (TLS 1.3) carry ALPN
+			c.alpn = alpnFromExtensions(body)
 		case typ == 11 && d == stream.ServerToClient && c.cert == nil:
-			c.cert, err = parseCertificate(body)
+			c.cert, err = parseCertificate(body, decrypted)
+		case typ == 20 && decrypted && c.suite.tls13 && c.secrets != nil:
+			// Finished: this direction moves to its application secret.
+			secret := c.secrets.ClientTraffic0
+			if d == stream.ServerToClient {
+				secret = c.secrets.ServerTraffic0
+			}
+			dir.keys = nil
+			if len(secret) > 0 {
+				dir.keys, err = keys13(c.suite, secret)
+			}
+		case typ == 24 && decrypted && dir.keys != nil && dir.keys.tls13: // KeyUpdate
+			dir.keys, err = dir.keys.update()
 		}
 		if err != nil {
 			c.m.Errors.WithLabelValues("bad_handshake").Inc()
@@ -163,8 +253,73 @@ func (c *Conn) handshake(d stream.Dir) {
 	}
 }
 
-func parseCertificate(b []byte) (*x509.Certificate, error) {
+// serverHello sets up decryption once the suite and both randoms are
+// known and the key log has the session.
+func (c *Conn) serverHello() {
+	v := c.sh.Version()
+	if v == tls.VersionTLS13 {
+		// Everything after the ServerHello is encrypted, both ways.
+		c.dirs[stream.ServerToClient].encrypted = true
+		c.dirs[stream.ClientToServer].encrypted = true
+	}
+	if c.opts.KeyLog == nil || c.ch == nil {
+		return
+	}
+	s, ok := suites[c.sh.Cipher]
+	if !ok {
+		c.outcome = "unsupported_suite"
+		return
+	}
+	c.suite = s
+	sec, ok := c.opts.KeyLog.Lookup(c.ch.Random)
+	if !ok {
+		c.outcome = "no_key"
+		return
+	}
+	c.secrets = sec
+	var err error
+	if s.tls13 {
+		if len(sec.ServerHandshake) == 0 || len(sec.ClientHandshake) == 0 {
+			c.outcome = "no_key"
+			return
+		}
+		if c.dirs[1].keys, err = keys13(s, sec.ServerHandshake); err == nil {
+			c.dirs[0].keys, err = keys13(s, sec.ClientHandshake)
+		}
+	} else {
+		if len(sec.MasterSecret) == 0 {
+			c.outcome = "no_key"
+			return
+		}
+		c.dirs[0].next, c.dirs[1].next, err = keys12(s, sec.MasterSecret, c.ch.Random, c.sh.Random)
+	}
+	if err != nil {
+		c.outcome = "key_error"
+		c.m.Errors.WithLabelValues("key_derivation").Inc()
+	}
+}
+
+func alpnFromExtensions(b []byte) string {
 	r := &reader{b: b}
+	exts := &reader{b: r.vec16()}
+	for len(exts.b) >= 4 && exts.err == nil {
+		typ := exts.u16()
+		data := &reader{b: exts.vec16()}
+		if typ == 16 {
+			list := &reader{b: data.vec16()}
+			return string(list.vec8())
+		}
+	}
+	return ""
+}
+
+// parseCertificate returns the leaf certificate of a Certificate message;
+// TLS 1.3's form has a request context and per-entry extensions.
+func parseCertificate(b []byte, tls13 bool) (*x509.Certificate, error) {
+	r := &reader{b: b}
+	if tls13 {
+		r.vec8()
+	}
 	list := &reader{b: r.bytes(int(r.u8())<<16 | int(r.u16()))}
 	if r.err != nil {
 		return nil, r.err
@@ -176,20 +331,33 @@ func parseCertificate(b []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(first)
 }
 
-// Gap implements stream.Parser: a gap in the handshake ends parsing of
-// that direction; what was learned is still reported.
+// Gap implements stream.Parser: a gap ends parsing of that direction (TLS
+// records cannot be re-found, nor decrypted past a lost one); what was
+// learned is still reported.
 func (c *Conn) Gap(d stream.Dir, n int, ts time.Time) {
 	c.flags |= wire.FlagGap
 	c.dirs[d].done = true
 	c.dirs[d].rec = nil
+	if c.inner != nil {
+		c.inner.Gap(d, n, ts)
+	}
 }
 
 // Tick implements stream.Parser.
-func (c *Conn) Tick(time.Time) {}
+func (c *Conn) Tick(now time.Time) {
+	if c.inner != nil {
+		c.inner.Tick(now)
+	}
+}
 
 // Close implements stream.Parser. The record is emitted at the end of the
 // connection so that it carries the application bytes of both directions.
-func (c *Conn) Close(reason string, ts time.Time) { c.report(ts) }
+func (c *Conn) Close(reason string, ts time.Time) {
+	if c.inner != nil {
+		c.inner.Close(reason, ts)
+	}
+	c.report(ts)
+}
 
 func (c *Conn) report(ts time.Time) {
 	if c.emitted || (c.ch == nil && c.sh == nil) {
@@ -201,7 +369,7 @@ func (c *Conn) report(ts time.Time) {
 		Protocol: "tls", RequestStart: c.start, RequestEnd: c.dirs[0].firstTS,
 		ResponseStart: c.dirs[1].firstTS, ResponseEnd: ts,
 		RequestBodyWireLen: c.dirs[0].appBytes, ResponseBodyWireLen: c.dirs[1].appBytes,
-		Flags: c.flags,
+		Flags: c.flags, Index: 1 << 31, // apart from the decrypted transactions' indexes
 	}
 	if c.dirs[0].firstTS.IsZero() {
 		tx.RequestEnd = c.start
@@ -227,7 +395,7 @@ func (c *Conn) report(ts time.Time) {
 		version = VersionName(c.sh.Version())
 		add("tls.version", version)
 		add("tls.cipher", tls.CipherSuiteName(c.sh.Cipher))
-		add("tls.alpn", c.sh.ALPN)
+		add("tls.alpn", c.alpn)
 	} else {
 		tx.Flags |= wire.FlagNoResponse
 	}
@@ -237,6 +405,14 @@ func (c *Conn) report(ts time.Time) {
 		add("tls.cert_sans", strings.Join(c.cert.DNSNames, ","))
 		add("tls.cert_not_after", c.cert.NotAfter.UTC().Format(time.RFC3339))
 		add("tls.cert_expired_at_capture", strconv.FormatBool(c.start.After(c.cert.NotAfter)))
+	}
+	if c.opts.KeyLog != nil {
+		outcome := c.outcome
+		if outcome == "" {
+			outcome = "no_application_data"
+		}
+		add("tls.decryption", outcome)
+		c.m.Decrypted.WithLabelValues(outcome).Inc()
 	}
 	if tx.Host == "" {
 		tx.Host = c.info.Server.String()

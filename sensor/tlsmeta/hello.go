@@ -20,6 +20,7 @@ import (
 // ClientHello holds what the fingerprints and the inventory need.
 type ClientHello struct {
 	LegacyVersion     uint16
+	Random            []byte
 	Ciphers           []uint16
 	Extensions        []uint16 // in wire order, GREASE included
 	SNI               string
@@ -33,6 +34,7 @@ type ClientHello struct {
 // ServerHello holds the server's choices.
 type ServerHello struct {
 	LegacyVersion   uint16
+	Random          []byte
 	Cipher          uint16
 	SelectedVersion uint16 // from supported_versions (TLS 1.3); 0 if absent
 	ALPN            string
@@ -94,8 +96,8 @@ func (r *reader) vec16() []byte { return r.bytes(int(r.u16())) }
 func ParseClientHello(b []byte) (*ClientHello, error) {
 	r := &reader{b: b}
 	ch := &ClientHello{LegacyVersion: r.u16()}
-	r.bytes(32) // random
-	r.vec8()    // session id
+	ch.Random = append([]byte(nil), r.bytes(32)...)
+	r.vec8() // session id
 	cs := &reader{b: r.vec16()}
 	for len(cs.b) >= 2 {
 		ch.Ciphers = append(ch.Ciphers, cs.u16())
@@ -156,7 +158,7 @@ func ParseClientHello(b []byte) (*ClientHello, error) {
 func ParseServerHello(b []byte) (*ServerHello, error) {
 	r := &reader{b: b}
 	sh := &ServerHello{LegacyVersion: r.u16()}
-	r.bytes(32)
+	sh.Random = append([]byte(nil), r.bytes(32)...)
 	r.vec8()
 	sh.Cipher = r.u16()
 	r.u8() // compression

@@ -79,7 +79,7 @@ func handshake(t *testing.T, maxVersion uint16) []connrec.Chunk {
 
 func parse(chunks []connrec.Chunk) []*wire.Transaction {
 	var out []*wire.Transaction
-	p := New(stream.ConnInfo{ID: 9}, nil, func(tx *wire.Transaction) { out = append(out, tx) })
+	p := New(stream.ConnInfo{ID: 9}, Options{}, nil, func(tx *wire.Transaction) { out = append(out, tx) })
 	connrec.Replay(p, chunks, time.Now())
 	return out
 }
@@ -175,7 +175,7 @@ func TestGREASEAndJA4Vector(t *testing.T) {
 
 func TestNotTLS(t *testing.T) {
 	var out []*wire.Transaction
-	p := New(stream.ConnInfo{}, nil, func(tx *wire.Transaction) { out = append(out, tx) })
+	p := New(stream.ConnInfo{}, Options{}, nil, func(tx *wire.Transaction) { out = append(out, tx) })
 	p.Data(stream.ClientToServer, []byte("GET / HTTP/1.1\r\n\r\n"), time.Unix(1, 0))
 	p.Close("fin", time.Unix(2, 0))
 	if len(out) != 0 {
@@ -191,14 +191,14 @@ func FuzzClientHello(f *testing.F) {
 			ch.JA4()
 		}
 		ParseServerHello(b)
-		parseCertificate(b)
+		parseCertificate(b, false)
 	})
 }
 
 func FuzzConn(f *testing.F) {
 	f.Add([]byte{22, 3, 1, 0, 5, 1, 0, 0, 1, 0}, []byte{22, 3, 3, 0, 4, 2, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, c, s []byte) {
-		p := New(stream.ConnInfo{}, nil, func(*wire.Transaction) {})
+		p := New(stream.ConnInfo{}, Options{}, nil, func(*wire.Transaction) {})
 		p.Data(stream.ClientToServer, c, time.Unix(1, 0))
 		p.Data(stream.ServerToClient, s, time.Unix(1, 0))
 		p.Close("fin", time.Unix(1, 0))
@@ -210,7 +210,7 @@ func BenchmarkHandshake(b *testing.B) {
 	chunks := handshake(t, tls.VersionTLS12)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		p := New(stream.ConnInfo{}, nil, func(*wire.Transaction) {})
+		p := New(stream.ConnInfo{}, Options{}, nil, func(*wire.Transaction) {})
 		connrec.Replay(p, chunks, time.Unix(1, 0))
 	}
 }
