@@ -63,6 +63,10 @@ type SensorConfig struct {
 	// MaskBodies masks card numbers, national ids and similar in bodies.
 	MaskBodies bool `yaml:"mask_bodies" help:"mask sensitive values (cards, national ids, ...) in bodies"`
 
+	// TLSKeyLog is an NSS key-log file (SSLKEYLOGFILE); when set, TLS
+	// sessions found in it are decrypted and parsed as HTTP.
+	TLSKeyLog string `yaml:"tls_keylog" help:"NSS key-log file for decrypting TLS (SSLKEYLOGFILE format)"`
+
 	// Output is "jsonl", "kafka" or "none".
 	Output string `yaml:"output" help:"where transactions go: jsonl, kafka, none"`
 	// OutputFile is the jsonl destination; "-" is stdout.
