@@ -67,6 +67,10 @@ type SensorConfig struct {
 	// sessions found in it are decrypted and parsed as HTTP.
 	TLSKeyLog string `yaml:"tls_keylog" help:"NSS key-log file for decrypting TLS (SSLKEYLOGFILE format)"`
 
+	// GRPCProtoset is a FileDescriptorSet of the gRPC services seen; with
+	// it gRPC messages are decoded to JSON for schema and data discovery.
+	GRPCProtoset string `yaml:"grpc_protoset" help:"protobuf descriptor set (.protoset) for decoding gRPC messages"`
+
 	// Output is "jsonl", "kafka" or "none".
 	Output string `yaml:"output" help:"where transactions go: jsonl, kafka, none"`
 	// OutputFile is the jsonl destination; "-" is stdout.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/sensor/grpcdecode"
 	"github.com/apiscout/apiscout/sensor/http2parse"
 	"github.com/apiscout/apiscout/sensor/httpparse"
 	"github.com/apiscout/apiscout/sensor/protodetect"
@@ -66,7 +67,21 @@ func NewFactory(cfg config.SensorConfig, log *zap.Logger, reg prometheus.Registe
 		}
 	}
 	tls := tlsmeta.NewFactory(tlsOpts, tlsmeta.NewMetrics(reg))
-	return protodetect.NewFactory(protodetect.Factories{HTTP1: http1, HTTP2: http2, TLS: tls}, reg), nil
+	detect := protodetect.NewFactory(protodetect.Factories{HTTP1: http1, HTTP2: http2, TLS: tls}, reg)
+	if cfg.GRPCProtoset == "" {
+		return detect, nil
+	}
+	dec, err := grpcdecode.Load(cfg.GRPCProtoset)
+	if err != nil {
+		return nil, fmt.Errorf("sensor.grpc_protoset: %w", err)
+	}
+	log.Info("gRPC message decoding enabled", zap.String("protoset", cfg.GRPCProtoset), zap.Int("methods", dec.Methods()))
+	return func(info stream.ConnInfo, emit stream.Emit) stream.Parser {
+		return detect(info, func(tx *wire.Transaction) {
+			dec.Apply(tx)
+			emit(tx)
+		})
+	}, nil
 }
 
 func header(hs []wire.Header, name string) (string, bool) {
