@@ -29,6 +29,7 @@ type Config struct {
 	Storage  StorageConfig  `yaml:"storage"`
 	UI       UIConfig       `yaml:"ui"`
 	Alerts   AlertsConfig   `yaml:"alerts"`
+	Detect   DetectConfig   `yaml:"detect"`
 }
 
 // LogConfig selects the zap logger.
@@ -56,6 +57,7 @@ func Default() Config {
 		Storage:  defaultStorage(),
 		UI:       defaultUI(),
 		Alerts:   defaultAlerts(),
+		Detect:   defaultDetect(),
 	}
 }
 
@@ -72,7 +74,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or console", c.Log.Format))
 	}
-	for _, v := range []interface{ validate() error }{&c.Sensor, &c.Kafka, &c.Analyzer, &c.Storage, &c.UI, &c.Alerts} {
+	for _, v := range []interface{ validate() error }{&c.Sensor, &c.Kafka, &c.Analyzer, &c.Storage, &c.UI, &c.Alerts, &c.Detect} {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}

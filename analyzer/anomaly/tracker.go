@@ -1,0 +1,193 @@
+package anomaly
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// MaxEvidence bounds the sample transaction ids kept per incident.
+const MaxEvidence = 10
+
+// Tracker holds the open incidents, one per Target, and turns a stream of
+// evidence into incident updates. It is pure logic driven by packet time:
+// the same evidence in the same order gives the same updates.
+//
+// Call order: Raise for each piece of evidence as it is found, Flush at
+// every window boundary (packet time). Raise returns the incident when it
+// opens; Flush returns the incidents that received evidence since the last
+// Flush (Event updated, at most one copy per incident per Flush, so a
+// three-hour attack is one incident with a few hundred updates rather than
+// thousands of alerts) and those quiet for closeAfter (Event closed).
+type Tracker struct {
+	closeAfter time.Duration
+	open       map[Target]*incident
+}
+
+type incident struct {
+	a     Anomaly
+	last  time.Time // packet time of the last evidence
+	dirty bool
+}
+
+// NewTracker returns a tracker that closes an incident after closeAfter
+// without evidence.
+func NewTracker(closeAfter time.Duration) *Tracker {
+	return &Tracker{closeAfter: closeAfter, open: make(map[Target]*incident)}
+}
+
+// Raise folds one piece of evidence into the incident of its target. The
+// evidence carries Type, Severity, OWASP, the target fields, Start (the
+// packet time it was seen), optionally End (the end of the window it
+// covers), Observed, Expected, Summary, Evidence and Details. When it opens
+// an incident, Raise returns the opened copy and true.
+func (t *Tracker) Raise(ev Anomaly) (Anomaly, bool) {
+	tg := TargetOf(&ev)
+	end := ev.End
+	if end.Before(ev.Start) {
+		end = ev.Start
+	}
+	if in, ok := t.open[tg]; ok {
+		a := &in.a
+		a.Count++
+		if end.After(a.End) {
+			a.End = end
+		}
+		if end.After(in.last) {
+			in.last = end
+		}
+		if ev.Severity.Rank() > a.Severity.Rank() {
+			a.Severity = ev.Severity
+		}
+		a.Observed, a.Expected = ev.Observed, ev.Expected
+		if ev.Summary != "" {
+			a.Summary = ev.Summary
+		}
+		for _, id := range ev.Evidence {
+			if len(a.Evidence) >= MaxEvidence {
+				break
+			}
+			a.Evidence = append(a.Evidence, id)
+		}
+		for k, v := range ev.Details {
+			if a.Details == nil {
+				a.Details = make(map[string]string, len(ev.Details))
+			}
+			a.Details[k] = v
+		}
+		in.dirty = true
+		return Anomaly{}, false
+	}
+	a := ev
+	a.End = end
+	a.ID = IncidentID(tg, ev.Start)
+	a.State = Open
+	a.Event = EventOpened
+	a.Updated = end
+	a.Count = 1
+	if len(a.Evidence) > MaxEvidence {
+		a.Evidence = a.Evidence[:MaxEvidence]
+	}
+	a.Evidence = slices.Clone(a.Evidence)
+	a.Details = maps.Clone(a.Details)
+	t.open[tg] = &incident{a: a, last: end}
+	return copyOf(&a), true
+}
+
+// Touch folds one more piece of evidence at packet time at into the open
+// incident on tg, without building a record (the cheap path for detectors
+// that see every call of an ongoing incident). It reports false when no
+// incident is open on tg; the caller then Raises.
+func (t *Tracker) Touch(tg Target, at time.Time) bool {
+	in, ok := t.open[tg]
+	if !ok {
+		return false
+	}
+	in.a.Count++
+	if at.After(in.a.End) {
+		in.a.End = at
+	}
+	if at.After(in.last) {
+		in.last = at
+	}
+	in.dirty = true
+	return true
+}
+
+// IsOpen reports whether an incident is open on tg.
+func (t *Tracker) IsOpen(tg Target) bool { _, ok := t.open[tg]; return ok }
+
+// Len is the number of open incidents.
+func (t *Tracker) Len() int { return len(t.open) }
+
+// Flush reports, as of packet time now, the incidents updated since the
+// last Flush and closes those without evidence for closeAfter. The result
+// is ordered by start time, then id, so that replays compare equal.
+func (t *Tracker) Flush(now time.Time) []Anomaly {
+	if len(t.open) == 0 {
+		return nil
+	}
+	var out []Anomaly
+	for tg, in := range t.open {
+		switch {
+		case now.Sub(in.last) >= t.closeAfter:
+			in.a.State = Closed
+			in.a.Event = EventClosed
+			in.a.Updated = now
+			out = append(out, copyOf(&in.a))
+			delete(t.open, tg)
+		case in.dirty:
+			in.dirty = false
+			in.a.Event = EventUpdated
+			in.a.Updated = now
+			out = append(out, copyOf(&in.a))
+		}
+	}
+	slices.SortFunc(out, func(x, y Anomaly) int {
+		if c := x.Start.Compare(y.Start); c != 0 {
+			return c
+		}
+		if x.ID < y.ID {
+			return -1
+		}
+		if x.ID > y.ID {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// CloseAll closes every open incident at now (end of input), ordered like
+// Flush.
+func (t *Tracker) CloseAll(now time.Time) []Anomaly {
+	for _, in := range t.open {
+		in.last = now.Add(-t.closeAfter)
+	}
+	return t.Flush(now)
+}
+
+// IncidentID is the stable id of the incident on tg that started at start:
+// the same capture replayed gives the same ids.
+func IncidentID(tg Target, start time.Time) string {
+	h := sha256.New()
+	for _, s := range []string{tg.Type, tg.Host, tg.Method, tg.Path, tg.Client} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write(strconv.AppendInt(nil, start.UnixNano(), 10))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:12])
+}
+
+// copyOf returns a with its slices and maps copied, so that a consumer
+// holding it never sees later updates.
+func copyOf(a *Anomaly) Anomaly {
+	c := *a
+	c.Evidence = slices.Clone(a.Evidence)
+	c.Details = maps.Clone(a.Details)
+	return c
+}

@@ -1,0 +1,73 @@
+package anomaly
+
+import (
+	"testing"
+	"time"
+)
+
+func TestTrackerLifecycle(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	tr := NewTracker(5 * time.Minute)
+	ev := Anomaly{Type: TypeRateSpike, Severity: Medium, Host: "api", Method: "GET", Path: "/x", Start: t0, Evidence: []string{"a"}}
+
+	opened, ok := tr.Raise(ev)
+	if !ok || opened.Event != EventOpened || opened.State != Open || opened.ID == "" || opened.Count != 1 {
+		t.Fatalf("first evidence: %+v %v", opened, ok)
+	}
+	// The same target again, 30 times: one incident, no new opened copy.
+	for i := 1; i <= 30; i++ {
+		e := ev
+		e.Start = t0.Add(time.Duration(i) * time.Second)
+		e.Severity = High
+		if _, again := tr.Raise(e); again {
+			t.Fatalf("evidence %d opened a second incident", i)
+		}
+	}
+	if tr.Touch(TargetOf(&ev), t0.Add(40*time.Second)) != true {
+		t.Fatal("touch on an open incident failed")
+	}
+	ups := tr.Flush(t0.Add(time.Minute))
+	if len(ups) != 1 || ups[0].Event != EventUpdated || ups[0].ID != opened.ID || ups[0].Count != 32 || ups[0].Severity != High {
+		t.Fatalf("update: %+v", ups)
+	}
+	if got := tr.Flush(t0.Add(2 * time.Minute)); len(got) != 0 {
+		t.Fatalf("no new evidence must give no update: %+v", got)
+	}
+	closed := tr.Flush(t0.Add(40*time.Second + 5*time.Minute))
+	if len(closed) != 1 || closed[0].State != Closed || closed[0].Event != EventClosed || closed[0].ID != opened.ID ||
+		!closed[0].End.Equal(t0.Add(40*time.Second)) {
+		t.Fatalf("close: %+v", closed)
+	}
+	if tr.Len() != 0 {
+		t.Fatal("incident still open")
+	}
+	// A new episode on the same target is a new incident with a new id.
+	again, ok := tr.Raise(Anomaly{Type: TypeRateSpike, Host: "api", Method: "GET", Path: "/x", Start: t0.Add(time.Hour)})
+	if !ok || again.ID == opened.ID {
+		t.Fatalf("second episode: %+v", again)
+	}
+}
+
+func TestIncidentIDStable(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	a := IncidentID(Target{Type: "x", Host: "h"}, t0)
+	if a != IncidentID(Target{Type: "x", Host: "h"}, t0) || a == IncidentID(Target{Type: "x", Host: "h2"}, t0) ||
+		a == IncidentID(Target{Type: "x", Host: "h"}, t0.Add(1)) {
+		t.Fatal("id is not a stable function of target and start")
+	}
+}
+
+func TestClientScopedTarget(t *testing.T) {
+	a := Anomaly{Type: TypeBOLAEnumeration, Host: "h", Method: "GET", Path: "/a/{id}", Client: "c"}
+	b := a
+	b.Path = "/b/{id}"
+	if TargetOf(&a) != TargetOf(&b) {
+		t.Fatal("client-scoped incidents must not split per endpoint")
+	}
+	c := Anomaly{Type: TypeRateSpike, Host: "h", Method: "GET", Path: "/a"}
+	d := c
+	d.Path = "/b"
+	if TargetOf(&c) == TargetOf(&d) {
+		t.Fatal("endpoint incidents must split per endpoint")
+	}
+}
