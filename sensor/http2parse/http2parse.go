@@ -137,7 +137,6 @@ type direction struct {
 	preface  int // bytes of the client preface still expected
 	dec      *hpack.Decoder
 	fields   []wire.Header
-	decErr   error
 	block    []byte // header block being assembled across CONTINUATION
 	blockSID uint32
 	blockEnd bool // END_STREAM seen on the HEADERS that opened the block

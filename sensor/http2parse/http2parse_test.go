@@ -2,12 +2,9 @@ package http2parse
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -15,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/apiscout/apiscout/internal/connrec"
@@ -23,39 +19,28 @@ import (
 	"github.com/apiscout/apiscout/wire"
 )
 
-// serveH2C runs a real Go HTTP/2 server over cleartext on loopback and
-// records the bytes of every connection it accepts.
+// serveH2C runs a real Go HTTP/2 server over cleartext (prior knowledge)
+// on loopback and records the bytes of every connection it accepts.
 func serveH2C(t *testing.T, h http.Handler) (addr string, rec *connrec.Recorder) {
 	t.Helper()
 	ln, err := connrec.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http2.Server{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	srv := &http.Server{Handler: h, Protocols: new(http.Protocols)}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), ln.Rec
 }
 
-type chunk = connrec.Chunk
-
 func h2cClient() *http.Client {
-	return &http.Client{Transport: &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
 }
+
+type chunk = connrec.Chunk
 
 func parse(chunks []chunk, midstream bool) []*wire.Transaction {
 	var out []*wire.Transaction

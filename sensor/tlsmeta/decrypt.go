@@ -35,8 +35,6 @@ var suites = map[uint16]suite{
 	0xcca8: {keyLen: 32, hash: sha256.New, chacha: true}, 0xcca9: {keyLen: 32, hash: sha256.New, chacha: true},
 }
 
-var errNoKeys = errors.New("no key for this session in the key log")
-
 // recordKeys decrypts one direction's records.
 type recordKeys struct {
 	aead  cipher.AEAD
