@@ -99,7 +99,11 @@ func (h *half) feed(data []byte, ts time.Time) {
 				h.beginHead(ts, false)
 			}
 		case stHead, stTrailer:
-			data = data[h.headData(data, ts):]
+			// Take lines until the state changes (a head usually ends
+			// within one segment).
+			for st := h.st; len(data) > 0 && h.st == st; {
+				data = data[h.headData(data, ts):]
+			}
 		case stBodyLength, stChunkData:
 			n := int64(len(data))
 			if n > h.remaining {

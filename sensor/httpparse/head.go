@@ -133,11 +133,11 @@ func parseFields(s string, maxFields int, fr *framing) []wire.Header {
 			continue
 		}
 		name := line[:colon]
-		if t := strings.TrimRight(name, " \t"); len(t) != len(name) {
+		if c := name[len(name)-1]; c == ' ' || c == '\t' {
 			// "Name : value" is rejected by RFC 9112 §5.1 and read as the
 			// name by some servers: a smuggling vector.
 			fr.ambiguous = true
-			name = t
+			name = strings.TrimRight(name, " \t")
 		}
 		if !isToken(name) {
 			fr.badHeader = true
