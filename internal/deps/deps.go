@@ -1,3 +1,5 @@
+// Package deps pins the modules the project builds on while the packages
+// that use them are written; it is imported by nothing.
 package deps
 
 import (
