@@ -26,6 +26,9 @@ type StorageConfig struct {
 	// RetentionDays sets a TTL where the server supports it (0: keep).
 	RetentionDays int  `yaml:"retention_days" help:"days to keep rows (0: forever)"`
 	Migrate       bool `yaml:"migrate" help:"apply schema migrations at start"`
+	// RetryMaxElapsed bounds how long one insert is resent before the
+	// write fails and the analyzer stops consuming (backpressure).
+	RetryMaxElapsed time.Duration `yaml:"retry_max_elapsed" help:"how long a failed insert is resent before the write fails and consumption pauses"`
 }
 
 func defaultStorage() StorageConfig {
@@ -40,6 +43,9 @@ func defaultStorage() StorageConfig {
 		SampleTransactions: 1,
 		RetentionDays:      30,
 		Migrate:            true,
+		// 30s rides out a server restart; longer holds the batch (up to
+		// batch_size rows) in memory that much longer.
+		RetryMaxElapsed: 30 * time.Second,
 	}
 }
 
@@ -55,6 +61,18 @@ func (s *StorageConfig) validate() error {
 	}
 	if s.BatchSize < 1 {
 		errs = append(errs, fmt.Errorf("storage.batch_size: %d, want at least 1", s.BatchSize))
+	}
+	if s.RetentionDays < 0 {
+		errs = append(errs, fmt.Errorf("storage.retention_days: %d, want 0 (forever) or more", s.RetentionDays))
+	}
+	if s.RetryMaxElapsed < 0 {
+		errs = append(errs, fmt.Errorf("storage.retry_max_elapsed: %s, want 0 (default 30s) or more", s.RetryMaxElapsed))
+	}
+	if s.Kind == "clickhouse" && len(s.ClickHouseAddr) == 0 {
+		errs = append(errs, errors.New("storage.clickhouse_addr: empty, want at least one host:port"))
+	}
+	if s.Kind == "embedded" && s.Path == "" {
+		errs = append(errs, errors.New("storage.path: empty, want the embedded store's file"))
 	}
 	return errors.Join(errs...)
 }

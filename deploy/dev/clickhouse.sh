@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Starts and stops a throwaway ClickHouse server on loopback for tests and
+# development: data, logs and config live in one temporary folder, nothing
+# of the system's /etc/clickhouse-server or /var/lib/clickhouse is used.
+#
+#   clickhouse.sh up      start it (idempotent) and wait until it answers
+#   clickhouse.sh down    stop it and remove its folder
+#   clickhouse.sh env     print the variables the Go tests read
+#   clickhouse.sh status  exit 0 when it answers
+#
+# Environment (a second instance for tests that kill their server uses other
+# values for all three):
+#   CLICKHOUSE_DIR        folder (default ${TMPDIR:-/tmp}/apiscout-clickhouse)
+#   CLICKHOUSE_TCP_PORT   native protocol port (default 19000)
+#   CLICKHOUSE_HTTP_PORT  HTTP port (default 18123)
+#
+# The server binary is Debian's clickhouse-server (.ci/run installs it).
+set -euo pipefail
+
+dir=${CLICKHOUSE_DIR:-${TMPDIR:-/tmp}/apiscout-clickhouse}
+tcp=${CLICKHOUSE_TCP_PORT:-19000}
+http=${CLICKHOUSE_HTTP_PORT:-18123}
+pidfile=$dir/clickhouse.pid
+
+server_bin() {
+	local b
+	for b in clickhouse-server /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
+		if command -v "$b" >/dev/null 2>&1; then
+			command -v "$b"
+			return
+		fi
+	done
+	# Official packages ship one multi-call binary.
+	if command -v clickhouse >/dev/null 2>&1; then
+		echo "$(command -v clickhouse) server"
+		return
+	fi
+	echo "clickhouse.sh: clickhouse-server not found; install it with: apt-get install clickhouse-server clickhouse-client (or run .ci/run)" >&2
+	exit 1
+}
+
+running() {
+	[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+answers() {
+	# /ping on the HTTP port answers "Ok." once the server accepts queries.
+	local r
+	r=$( (exec 3<>"/dev/tcp/127.0.0.1/$http" && printf 'GET /ping HTTP/1.0\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null) || return 1
+	[[ $r == *Ok.* ]]
+}
+
+write_config() {
+	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+	# <yandex> is the root element 18.16 knows; current servers accept it too.
+	cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>$dir/log/clickhouse-server.log</log>
+        <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
+        <size>50M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>$tcp</tcp_port>
+    <http_port>$http</http_port>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/tmp/</tmp_path>
+    <user_files_path>$dir/user_files/</user_files_path>
+    <format_schema_path>$dir/format_schemas/</format_schema_path>
+    <users_config>$dir/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <max_connections>256</max_connections>
+    <max_concurrent_queries>64</max_concurrent_queries>
+    <mark_cache_size>268435456</mark_cache_size>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+EOF
+	cat >"$dir/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+EOF
+	# The server drops root privileges to nobody it knows of: run it as the
+	# clickhouse user when there is one, so it can own its folder.
+	if [ "$(id -u)" = 0 ] && id clickhouse >/dev/null 2>&1; then
+		chown -R clickhouse: "$dir"
+	fi
+}
+
+up() {
+	if running && answers; then
+		echo "clickhouse: already up on 127.0.0.1:$tcp (dir $dir)"
+		return
+	fi
+	if running; then
+		kill "$(cat "$pidfile")" 2>/dev/null || true
+		sleep 1
+	fi
+	write_config
+	local bin as=()
+	bin=$(server_bin)
+	if [ "$(id -u)" = 0 ] && id clickhouse >/dev/null 2>&1; then
+		as=(runuser -u clickhouse --)
+	fi
+	# shellcheck disable=SC2086
+	(cd "$dir" && exec "${as[@]}" $bin --config-file="$dir/config.xml" --pidfile="$pidfile" \
+		>"$dir/log/stdout.log" 2>&1) &
+	local i
+	for i in $(seq 1 120); do
+		if answers; then
+			# Old servers write the pid file only when given --pidfile; newer
+			# ones want --pid-file. Find our own server by its config path.
+			if [ ! -s "$pidfile" ]; then
+				pgrep -f -- "--config-file=$dir/config.xml" | tail -n 1 >"$pidfile" || true
+			fi
+			echo "clickhouse: up on 127.0.0.1:$tcp (http $http, dir $dir)"
+			return
+		fi
+		if [ "$i" -gt 10 ] && ! running && ! jobs %1 >/dev/null 2>&1; then
+			break
+		fi
+		sleep 0.5
+	done
+	echo "clickhouse: did not answer on 127.0.0.1:$http within 60s; logs:" >&2
+	tail -n 30 "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+	exit 1
+}
+
+down() {
+	if [ -f "$pidfile" ]; then
+		local pid i
+		pid=$(cat "$pidfile")
+		kill "$pid" 2>/dev/null || true
+		for i in $(seq 1 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	# Only ever remove our own temporary folder.
+	if [ -f "$dir/config.xml" ]; then
+		rm -rf "$dir"
+	fi
+	echo "clickhouse: down (dir $dir)"
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+env) echo "export APISCOUT_TEST_CLICKHOUSE=127.0.0.1:$tcp" ;;
+status) answers ;;
+*)
+	echo "usage: $0 up|down|env|status" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,113 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/apiscout/apiscout/storage/storagetest"
+)
+
+// testAddr is the server the tests use: APISCOUT_TEST_CLICKHOUSE, set by
+// make test (deploy/dev/test.sh) or by hand after make clickhouse-up.
+func testAddr(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv("APISCOUT_TEST_CLICKHOUSE")
+	if addr == "" {
+		t.Fatal("APISCOUT_TEST_CLICKHOUSE is not set: start a server with `make clickhouse-up` and " +
+			"`eval $(deploy/dev/clickhouse.sh env)`, or run everything with `make test`")
+	}
+	return addr
+}
+
+var dbSeq atomic.Int64
+
+// testDatabase names a database of this test process, dropped at cleanup.
+func testDatabase(t testing.TB, addr string) string {
+	t.Helper()
+	db := fmt.Sprintf("apiscout_test_%d_%d", os.Getpid(), dbSeq.Add(1))
+	t.Cleanup(func() {
+		conn, err := ch.Open(&ch.Options{Addr: []string{addr}})
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
+	})
+	return db
+}
+
+func openTest(t testing.TB, opts Options) *Store {
+	t.Helper()
+	if len(opts.Addr) == 0 {
+		opts.Addr = []string{testAddr(t)}
+	}
+	if opts.Database == "" {
+		opts.Database = testDatabase(t, opts.Addr[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, opts, true, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var testStart = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+
+func TestReadBack(t *testing.T) {
+	s := openTest(t, Options{BatchSize: 700})
+	t.Logf("server %s features %+v", s.Features().Version, s.Features())
+	ctx := context.Background()
+	d := storagetest.Generate(1, testStart, 20, 150)
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckReadBack(t, ctx, s, d)
+
+	// Everything written a second time (a replay after a crash) changes
+	// no answer.
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckReadBack(t, ctx, s, d)
+}
+
+func TestCheckpoints(t *testing.T) {
+	s := openTest(t, Options{})
+	storagetest.CheckCheckpoints(t, context.Background(), s)
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	s := openTest(t, Options{})
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatalf("migrate again (%d): %v", i, err)
+		}
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM (SELECT DISTINCT version FROM "+s.table("schema_migrations")+")").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(Migrations(s.features, s.opts.Database, 0)); int(n) != want {
+		t.Errorf("schema_migrations holds %d versions, want %d", n, want)
+	}
+	var tables uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", s.opts.Database).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 8 {
+		t.Errorf("database holds %d tables, want 8", tables)
+	}
+}
