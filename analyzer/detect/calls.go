@@ -30,7 +30,9 @@ func (s *Set) beforeFold(obs *inventory.Observation, ep *baseline.Endpoint, cl *
 	tx := obs.Tx
 	ok := success(tx.Status)
 	authed := c.Authenticated
-	if s.on[iSensitive] && ok {
+	// Unauthenticated sensitive responses are judged (higher) after the
+	// fold, whatever the baseline says.
+	if s.on[iSensitive] && ok && authed {
 		s.sensitiveNew(obs, ep, c)
 	}
 	if s.on[iUnauth] && ok && !authed {
@@ -189,7 +191,7 @@ func (s *Set) afterFold(obs *inventory.Observation, ep *baseline.Endpoint, cl *b
 		if s.on[iExfil] && cl.WBytes >= s.cfg.ExfilMinBytes && c.RespBytes > 0 {
 			s.exfiltration(obs, cl, c)
 		}
-		if s.on[iBOLA] && len(obs.PathParams) > 0 {
+		if s.on[iBOLA] && len(obs.PathParams) > 0 && c.Authenticated {
 			s.bola(obs, ep, cl, c)
 		}
 	}
@@ -302,8 +304,9 @@ func (s *Set) exfiltration(obs *inventory.Observation, cl *baseline.Client, c *b
 	s.raise(ev, frozenRef{cl: cl})
 }
 
-// bola — bola_enumeration, API1:2023, high: one identity touches, on one
-// endpoint and within one client window, at least max(detect.bola_min_ids,
+// bola — bola_enumeration, API1:2023, high: one authenticated identity
+// (object-level authorisation means nothing without credentials) touches,
+// on one endpoint and within one client window, at least max(detect.bola_min_ids,
 // 2 × the learned maximum) object ids (path parameters) that it never
 // touched before and that no response ever returned to it. Sequential
 // numeric ids are reported as such.
@@ -339,7 +342,7 @@ func (s *Set) bola(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseli
 	ev := evidence(anomaly.TypeBOLAEnumeration, obs, obs.Identity, c)
 	ev.Evidence = append([]string(nil), os.Evidence...)
 	ev.Observed = float64(os.NewIDs)
-	ev.Expected = ep.BOLAMax
+	ev.Expected = limit
 	ev.Summary = "identity touching many object ids it was never given"
 	ev.Details = details("sequential", strconv.Itoa(os.Seq), "endpoint", obs.Method+" "+obs.Path)
 	if os.Seq*2 >= os.NewIDs {

@@ -65,7 +65,7 @@ func defaultDetect() DetectConfig {
 		RateDropWindows:    3,
 		RateMinExpected:    10,
 		ErrorSurgeRatio:    0.1,
-		ErrorSurgeMin:      10,
+		ErrorSurgeMin:      5,
 		LatencyFactor:      2,
 		LatencyMinDelta:    50 * time.Millisecond,
 		LatencyMinCount:    20,
