@@ -43,6 +43,7 @@
 package storage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -51,6 +52,7 @@ import (
 	"time"
 
 	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/wire"
 )
 
 // ErrNotFound is returned by LoadCheckpoint when no checkpoint exists.
@@ -271,4 +273,24 @@ func SortServices(byName map[string]*ServiceSummary, order []string) []ServiceSu
 		out = append(out, *byName[n])
 	}
 	return out
+}
+
+// TransactionRecord renders the JSON record stored with a transaction:
+// bodies are left out unless storeBodies.
+func TransactionRecord(t *wire.Transaction, storeBodies bool) ([]byte, error) {
+	if !storeBodies && (t.RequestBody != nil || t.ResponseBody != nil) {
+		c := *t
+		c.RequestBody, c.ResponseBody = nil, nil
+		t = &c
+	}
+	return json.Marshal(t)
+}
+
+// TransactionDuration is request start to response end in microseconds,
+// 0 without a response.
+func TransactionDuration(t *wire.Transaction) uint64 {
+	if t.ResponseEnd.IsZero() || t.ResponseEnd.Before(t.RequestStart) {
+		return 0
+	}
+	return uint64(t.ResponseEnd.Sub(t.RequestStart) / time.Microsecond)
 }

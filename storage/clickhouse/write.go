@@ -68,31 +68,11 @@ type txRows struct {
 	record                     []string
 }
 
-// TransactionRecord renders the JSON record stored with a transaction:
-// bodies are left out unless storeBodies.
-func TransactionRecord(t *wire.Transaction, storeBodies bool) ([]byte, error) {
-	if !storeBodies && (t.RequestBody != nil || t.ResponseBody != nil) {
-		c := *t
-		c.RequestBody, c.ResponseBody = nil, nil
-		t = &c
-	}
-	return json.Marshal(t)
-}
-
 func nonNeg(v int64) uint64 {
 	if v < 0 {
 		return 0
 	}
 	return uint64(v)
-}
-
-// TransactionDuration is request start to response end in microseconds,
-// 0 without a response.
-func TransactionDuration(t *wire.Transaction) uint64 {
-	if t.ResponseEnd.IsZero() || t.ResponseEnd.Before(t.RequestStart) {
-		return 0
-	}
-	return uint64(t.ResponseEnd.Sub(t.RequestStart) / time.Microsecond)
 }
 
 func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, error) {
@@ -106,7 +86,7 @@ func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, 
 		record: make([]string, n),
 	}
 	for i, t := range txs {
-		rec, err := TransactionRecord(t, storeBodies)
+		rec, err := storage.TransactionRecord(t, storeBodies)
 		if err != nil {
 			return nil, nil, fmt.Errorf("transaction %s: %w", t.ID(), err)
 		}
@@ -126,7 +106,7 @@ func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, 
 		if t.Server.IsValid() {
 			r.server[i] = t.Server.String()
 		}
-		r.dur[i] = TransactionDuration(t)
+		r.dur[i] = storage.TransactionDuration(t)
 		r.reqBytes[i] = nonNeg(t.RequestBodyWireLen)
 		r.respBytes[i] = nonNeg(t.ResponseBodyWireLen)
 		r.reqCT[i] = t.RequestContentType

@@ -1,0 +1,91 @@
+package embedded
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/apiscout/apiscout/storage"
+	"github.com/apiscout/apiscout/storage/storagetest"
+)
+
+var testStart = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Path: path}, true, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestReadBackAndReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "apiscout.db")
+	s := openTest(t, path)
+	d := storagetest.Generate(1, testStart, 20, 150)
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckReadBack(t, ctx, s, d)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart: the same file, migrated again, answers the same, and a
+	// replay of everything changes nothing.
+	s = openTest(t, path)
+	defer s.Close()
+	storagetest.CheckReadBack(t, ctx, s, d)
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.CheckReadBack(t, ctx, s, d)
+}
+
+func TestCheckpointsSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "apiscout.db")
+	s := openTest(t, path)
+	storagetest.CheckCheckpoints(t, ctx, s)
+	s.Close()
+	s = openTest(t, path)
+	defer s.Close()
+	cp, err := s.LoadCheckpoint(ctx, "svc/b")
+	if err != nil || string(cp.Data) != "other" {
+		t.Fatalf("after reopen: %q %v", cp.Data, err)
+	}
+}
+
+func TestSampling(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "a.db"), SampleTransactions: 4}, true, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := storagetest.Generate(2, testStart, 5, 200)
+	want := 0
+	for _, tx := range d.Transactions {
+		if storage.Sampled(tx.ID(), 4) {
+			want++
+		}
+	}
+	if want == 0 || want == len(d.Transactions) {
+		t.Fatalf("sampling 1 in 4 of %d kept %d", len(d.Transactions), want)
+	}
+	if err := s.WriteTransactions(ctx, d.Transactions); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Transactions(ctx, storage.TransactionQuery{Limit: storage.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != want {
+		t.Errorf("stored %d transactions, want %d", len(got), want)
+	}
+}
