@@ -319,3 +319,18 @@ func page[T any](xs []T, offset, limit int) []T {
 	end := min(len(xs), offset+limit)
 	return xs[offset:end]
 }
+
+// SortEndpoints orders eps by an EndpointQuery.Sort key, for readers
+// that filter in memory what their store cannot.
+func SortEndpoints(eps []inventory.Endpoint, key string) error {
+	less, err := endpointOrder(key)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(eps, func(i, j int) bool { return less(&eps[i], &eps[j]) })
+	return nil
+}
+
+// Page returns xs[offset:offset+limit], clipped; empty (not nil) when
+// nothing is left.
+func Page[T any](xs []T, offset, limit int) []T { return page(xs, max(offset, 0), limit) }
