@@ -5,6 +5,7 @@
 #
 #   clickhouse.sh up      start it (idempotent) and wait until it answers
 #   clickhouse.sh down    stop it and remove its folder
+#   clickhouse.sh stop    stop it, keep its data (up starts it again on it)
 #   clickhouse.sh env     print the variables the Go tests read
 #   clickhouse.sh status  exit 0 when it answers
 #
@@ -158,7 +159,7 @@ up() {
 	exit 1
 }
 
-down() {
+stop() {
 	if [ -f "$pidfile" ]; then
 		local pid i
 		pid=$(cat "$pidfile")
@@ -168,7 +169,12 @@ down() {
 			sleep 0.5
 		done
 		kill -9 "$pid" 2>/dev/null || true
+		rm -f "$pidfile"
 	fi
+}
+
+down() {
+	stop
 	# Only ever remove our own temporary folder.
 	if [ -f "$dir/config.xml" ]; then
 		rm -rf "$dir"
@@ -179,10 +185,14 @@ down() {
 case "${1:-}" in
 up) up ;;
 down) down ;;
+stop)
+	stop
+	echo "clickhouse: stopped (data kept in $dir)"
+	;;
 env) echo "export APISCOUT_TEST_CLICKHOUSE=127.0.0.1:$tcp" ;;
 status) answers ;;
 *)
-	echo "usage: $0 up|down|env|status" >&2
+	echo "usage: $0 up|down|stop|env|status" >&2
 	exit 2
 	;;
 esac
