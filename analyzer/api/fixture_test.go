@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -174,9 +175,18 @@ func bigMemory(n int) *Memory {
 			Service: s.Host, Method: []string{"GET", "POST", "PUT", "DELETE"}[i%4], Path: fmt.Sprintf("/r%d/{id}", i),
 			Classification: classes[i%5], Calls: int64(i * 7 % 1000), RiskScore: float64(i*13%100) / 100,
 			FirstSeen: t0.Add(-time.Duration(i) * time.Minute), LastSeen: t0, Unauthenticated: i%7 == 0,
-			Sensitive: []string{"", "email", "card", "", "secret"}[i%5 : i%5+1],
+			Sensitive: [][]string{nil, {"email"}, {"card"}, nil, {"secret", "email"}}[i%5],
 		})
 	}
 	m.SetServices(svcs)
 	return m
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func decode(t testing.TB, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
 }

@@ -122,16 +122,26 @@ func (m *Memory) Endpoints(_ context.Context, q EndpointQuery) (EndpointPage, er
 	if err != nil {
 		return EndpointPage{}, err
 	}
+	// Sort pointers and copy only the page: an endpoint is a few hundred
+	// bytes, and a count (Limit 0) needs no order at all.
 	m.mu.RLock()
-	var match []inventory.Endpoint
+	defer m.mu.RUnlock()
+	var match []*inventory.Endpoint
 	for i := range m.endpoints {
 		if MatchEndpoint(&m.endpoints[i], &q) {
-			match = append(match, m.endpoints[i])
+			match = append(match, &m.endpoints[i])
 		}
 	}
-	m.mu.RUnlock()
-	sort.SliceStable(match, func(i, j int) bool { return less(&match[i], &match[j]) })
-	return EndpointPage{Total: len(match), Items: page(match, q.Offset, q.Limit)}, nil
+	if q.Limit <= 0 {
+		return EndpointPage{Total: len(match), Items: []inventory.Endpoint{}}, nil
+	}
+	sort.Slice(match, func(i, j int) bool { return less(match[i], match[j]) })
+	pg := page(match, q.Offset, q.Limit)
+	items := make([]inventory.Endpoint, len(pg))
+	for i, e := range pg {
+		items[i] = *e
+	}
+	return EndpointPage{Total: len(match), Items: items}, nil
 }
 
 // Endpoint implements Reader.
