@@ -83,6 +83,7 @@ func TestResponsesMatchDocument(t *testing.T) {
 	}{
 		{req{method: "GET", target: "/healthz"}, 200},
 		{req{method: "GET", target: "/login"}, 200},
+		{req{method: "GET", target: "/login?failed=1"}, 200},
 		{req{method: "POST", target: "/login", body: "token=" + readToken, contentType: "application/x-www-form-urlencoded"}, 303},
 		{req{method: "POST", target: "/login", body: "token=nope", contentType: "application/x-www-form-urlencoded"}, 303},
 		{req{method: "GET", target: "/", token: readToken}, 200},
@@ -303,6 +304,12 @@ func TestLoginFormSetsSession(t *testing.T) {
 	w = do(s.Handler(), req{method: "POST", target: "/login", body: "token=guess", contentType: "application/x-www-form-urlencoded"})
 	if w.Header().Get("Location") != "/login?failed=1" || len(w.Result().Cookies()) != 0 {
 		t.Fatalf("bad login: %v", w.Header())
+	}
+	for target, says := range map[string]bool{"/login?failed=1": true, "/login": false} {
+		w = do(s.Handler(), req{method: "GET", target: target})
+		if strings.Contains(w.Body.String(), "not known") != says {
+			t.Errorf("%s: failure message shown %v, want %v", target, !says, says)
+		}
 	}
 }
 

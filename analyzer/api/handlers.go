@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
@@ -64,7 +66,24 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
-	return s.serveFile(w, r, "login.html")
+	if s.guard.open {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
+	if r.URL.Query().Get("failed") == "" {
+		return s.serveFile(w, r, "login.html")
+	}
+	// The page has no script: the failure is said by the server, in a
+	// fixed sentence (nothing from the request is echoed).
+	b, err := fs.ReadFile(s.ui, "login.html")
+	if err != nil {
+		return err
+	}
+	b = bytes.Replace(b, []byte("<!--failed-->"), []byte(`<p class="error">That token is not known here.</p>`), 1)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
+	return nil
 }
 
 func (s *Server) asset(w http.ResponseWriter, r *http.Request) error {
