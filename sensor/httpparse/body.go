@@ -32,7 +32,10 @@ func (b *body) reset(encoding string, expect int64, h *half) {
 	*b = body{encoding: encoding}
 	if encoding != "" && !isIdentity(encoding) {
 		b.coded = true
-		b.keep = h.zbuf[:0]
+		if h.zbufp == nil {
+			h.zbufp = h.c.f.zbufs.get()
+		}
+		b.keep = (*h.zbufp)[:0]
 		return
 	}
 	if expect > 0 {
@@ -81,6 +84,31 @@ func isIdentity(enc string) bool {
 		}
 	}
 	return true
+}
+
+// bufPool recycles byte buffers through pointers, so a Put allocates
+// nothing; buffers grown past max are left to the collector.
+type bufPool struct {
+	p       sync.Pool
+	initial int
+	max     int
+}
+
+func (b *bufPool) get() *[]byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return v
+	}
+	s := make([]byte, 0, b.initial)
+	return &s
+}
+
+// put returns *p, whose current contents are s (s may have grown).
+func (b *bufPool) put(p *[]byte, s []byte) {
+	if cap(s) > b.max {
+		return
+	}
+	*p = s[:0]
+	b.p.Put(p)
 }
 
 // decodeResult says how a content decoding ended.

@@ -53,7 +53,8 @@ type half struct {
 	remaining int64
 	gapNext   bool // bytes were lost before the next message
 	body      body
-	zbuf      []byte // reused buffer of compressed body bytes
+	bufp      *[]byte // pooled backing of buf, nil between messages
+	zbufp     *[]byte // pooled buffer of compressed body bytes
 
 	hold    []byte // client bytes after an Upgrade/CONNECT request
 	holdTS  time.Time
@@ -151,6 +152,7 @@ func (h *half) headData(data []byte, ts time.Time) int {
 		h.headFailed(ts, wire.FlagUnparsable, i < 0)
 		return len(piece)
 	}
+	h.ensureBuf()
 	h.buf = append(h.buf, piece...)
 	if i < 0 {
 		return len(piece)
@@ -196,14 +198,12 @@ func (h *half) checkStartLine(line []byte, ts time.Time) {
 		h.tentative = false
 		return
 	}
-	if h.tentative {
-		// A resync candidate that was not a message after all.
-		h.st, h.rskip, h.rn = stResync, false, 0
-		return
-	}
-	h.c.f.m.problem(ReasonBadStartLine)
-	h.badMessage(ts, wire.FlagUnparsable)
+	if !h.tentative {
+		h.c.f.m.problem(ReasonBadStartLine)
+		h.badMessage(ts, wire.FlagUnparsable)
+	} // else: a resync candidate that was not a message after all
 	h.st, h.rskip, h.rn = stResync, false, 0
+	h.releaseBuf()
 }
 
 // badMessage records a message whose start could not be parsed, so that
@@ -257,7 +257,7 @@ func (h *half) headFailed(ts time.Time, flags wire.Flags, midLine bool) {
 		return
 	}
 	h.st, h.rskip, h.rn = stResync, midLine, 0
-	h.buf = h.buf[:0]
+	h.releaseBuf()
 }
 
 // headDone parses a complete head (the empty line seen, or partial after
@@ -267,7 +267,7 @@ func (h *half) headFailed(ts time.Time, flags wire.Flags, midLine bool) {
 // never switches protocols: its framing is unknown.
 func (h *half) headDone(ts time.Time, partial bool, flags wire.Flags) {
 	s := string(h.buf[:h.lineStart])
-	h.buf = h.buf[:0]
+	h.releaseBuf()
 	h.lineStart, h.nlines = 0, 0
 	line := s
 	if i := indexByteString(s, '\n'); i >= 0 {
@@ -496,13 +496,14 @@ func (h *half) chunkLine(data []byte, ts time.Time) int {
 	if len(h.buf) == 0 && i >= 0 {
 		line = piece[:i] // whole line in this segment: no copy
 	} else {
+		h.ensureBuf()
 		h.buf = append(h.buf, piece...)
 		if i < 0 {
 			return len(piece)
 		}
 		line = h.buf[:len(h.buf)-1]
 	}
-	h.buf = h.buf[:0]
+	defer h.releaseBuf() // line may point into buf until the end
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
 	}
@@ -522,7 +523,6 @@ func (h *half) chunkLine(data []byte, ts time.Time) int {
 		h.chunkFailed(ts, ReasonChunkTooLarge, false)
 	case n == 0:
 		h.st = stTrailer
-		h.buf = h.buf[:0]
 		h.lineStart, h.nlines = 0, 0
 	default:
 		h.remaining = n
@@ -538,12 +538,12 @@ func (h *half) chunkFailed(ts time.Time, reason string, midLine bool) {
 	h.p.tx.Flags |= wire.FlagUnparsable
 	h.endMessage(ts)
 	h.st, h.rskip, h.rn = stResync, midLine, 0
-	h.buf = h.buf[:0]
+	h.releaseBuf()
 }
 
 func (h *half) trailerDone(ts time.Time) {
 	s := string(h.buf[:h.lineStart])
-	h.buf = h.buf[:0]
+	h.releaseBuf()
 	h.lineStart, h.nlines = 0, 0
 	var fr framing
 	hs := parseFields(s, h.opts().MaxHeaders, &fr)
@@ -599,8 +599,9 @@ func (h *half) endMessage(ts time.Time) {
 			h.c.flush()
 		}
 	}
-	if cap(b.keep) > 0 && b.coded && cap(b.keep) <= 64<<10 {
-		h.zbuf = b.keep[:0] // keep small compressed buffers for reuse
+	if b.coded && h.zbufp != nil {
+		h.c.f.zbufs.put(h.zbufp, b.keep)
+		h.zbufp = nil
 	}
 	*b = body{}
 }
@@ -673,6 +674,7 @@ func (h *half) resync(data []byte, ts time.Time) int {
 		case candYes:
 			start := h.rts
 			h.beginHead(start, true)
+			h.ensureBuf()
 			h.buf = append(h.buf, h.rbuf[:h.rn]...)
 			h.rn = 0
 			return i
@@ -781,7 +783,7 @@ func (h *half) gap(n int64, ts time.Time) {
 	// Resume at the next plausible message start; the first byte after a
 	// gap is taken as a line start, since segments often begin messages.
 	h.st, h.rskip, h.rn = stResync, false, 0
-	h.buf = h.buf[:0]
+	h.releaseBuf()
 }
 
 // release parses the bytes held after an Upgrade request as HTTP/1: the
@@ -796,8 +798,26 @@ func (h *half) release() {
 func (h *half) enterTunnel() {
 	h.st = stTunnel
 	h.hold, h.holdFor = nil, nil
-	h.buf = nil
+	h.releaseBuf()
 	h.p = nil
+}
+
+// ensureBuf takes a head buffer from the pool: a connection holds one
+// only while a head or line spans segments, so idle connections cost no
+// buffer at all.
+func (h *half) ensureBuf() {
+	if h.bufp == nil {
+		h.bufp = h.c.f.heads.get()
+		h.buf = (*h.bufp)[:0]
+	}
+}
+
+func (h *half) releaseBuf() {
+	if h.bufp != nil {
+		h.c.f.heads.put(h.bufp, h.buf)
+		h.bufp = nil
+	}
+	h.buf = nil
 }
 
 // close ends the direction at the end of the connection.

@@ -1,6 +1,7 @@
 package httpparse
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -205,3 +206,29 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestIdleConnectionHoldsNoBuffers: between messages a connection keeps
+// no head or body buffer (they go back to the factory's pools), which is
+// what lets a sensor track many idle keep-alive connections.
+func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
+	f := NewFactory(Options{}, nil, nil)
+	p := f(stream.ConnInfo{ID: 1}, func(*wire.Transaction) {})
+	c := p.(*conn)
+	req := "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nT: 1\r\n\r\n"
+	resp := "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " + itoa(len(gz(jsonBody))) + "\r\n\r\n" + string(gz(jsonBody))
+	for _, split := range []splitter{whole, bytewise} {
+		for _, seg := range split([]byte(req)) {
+			p.Data(stream.ClientToServer, seg, t0)
+		}
+		for _, seg := range split([]byte(resp)) {
+			p.Data(stream.ServerToClient, seg, t0)
+		}
+		for _, h := range []*half{&c.req, &c.resp} {
+			if h.bufp != nil || h.zbufp != nil || cap(h.buf) != 0 || len(c.queue) != 0 {
+				t.Fatalf("%s holds buffers between messages: head %d, compressed %v, queue %d", h.dir, cap(h.buf), h.zbufp != nil, len(c.queue))
+			}
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -70,6 +70,9 @@ type Upgrade struct {
 	// RequestHeaders are a copy of the upgrade request's headers (h2c
 	// needs HTTP2-Settings); nil for prior knowledge.
 	RequestHeaders []wire.Header
+	// Time is the packet time of the switch: the end of the 101 (or 2xx
+	// to CONNECT), or the first byte of the HTTP/2 preface.
+	Time time.Time
 }
 
 // Defaults of the limits, with their costs documented on Options.

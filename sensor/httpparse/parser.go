@@ -14,6 +14,10 @@ type factory struct {
 	log  *zap.Logger
 	m    *Metrics
 	dec  decoders
+	// heads and zbufs pool head buffers and compressed-body buffers
+	// across connections.
+	heads bufPool
+	zbufs bufPool
 }
 
 // NewFactory returns the stream.Factory that parses HTTP/1.x on every new
@@ -27,7 +31,9 @@ func NewFactory(opts Options, log *zap.Logger, m *Metrics) stream.Factory {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	f := &factory{opts: opts.withDefaults(), log: log, m: m}
+	f := &factory{opts: opts.withDefaults(), log: log, m: m,
+		heads: bufPool{initial: 1 << 10, max: 16 << 10},
+		zbufs: bufPool{initial: 4 << 10, max: 256 << 10}}
 	f.log.Debug("http/1 parser ready",
 		zap.Int("body_limit", f.opts.BodyLimit),
 		zap.Int64("inspection_depth", f.opts.InspectionDepth),
@@ -271,7 +277,7 @@ func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 	if c.f.opts.OnUpgrade != nil {
 		c.takeover = c.f.opts.OnUpgrade(Upgrade{
 			Protocol: protocol, Conn: c.info, Emit: c.emit,
-			NextIndex: c.next, RequestHeaders: reqHeaders,
+			NextIndex: c.next, RequestHeaders: reqHeaders, Time: ts,
 		})
 	}
 	if c.takeover == nil {
