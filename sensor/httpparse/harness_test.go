@@ -33,6 +33,7 @@ type event struct {
 // script is a scripted connection: what reassembly would deliver.
 type script struct {
 	midstream bool
+	skew      time.Duration // added to the packet time of server data
 	opts      Options
 	events    []event
 }
@@ -52,6 +53,8 @@ var (
 //	tick 40s              packet time advances without data
 //	close fin             end of the connection
 //	midstream             (first) the connection start was not seen
+//	skew -5ms             server packet times are off by this much
+//	at 10ms               the next event happens at this time
 //	body_limit N          option
 //	decompress_limit N    option
 //
@@ -99,6 +102,18 @@ func parseScript(t testing.TB, text string) script {
 			sc.events = append(sc.events, event{kind: "close"})
 		case "midstream":
 			sc.midstream = true
+		case "at":
+			d, err := time.ParseDuration(rest)
+			if err != nil {
+				fail(err)
+			}
+			sc.events = append(sc.events, event{kind: "at", delta: d})
+		case "skew":
+			d, err := time.ParseDuration(rest)
+			if err != nil {
+				fail(err)
+			}
+			sc.skew = d
 		case "body_limit", "decompress_limit", "max_header_bytes", "max_headers":
 			n, err := strconv.Atoi(rest)
 			if err != nil {
@@ -193,6 +208,10 @@ func runScript(sc script, split splitter, m *Metrics) result {
 		ts = ts.Add(time.Millisecond)
 		switch e.kind {
 		case "data":
+			ts := ts
+			if e.dir == stream.ServerToClient {
+				ts = ts.Add(sc.skew)
+			}
 			for _, seg := range split(e.data) {
 				// The parser must copy what it keeps: scribble over
 				// each segment after the call.
@@ -207,6 +226,8 @@ func runScript(sc script, split splitter, m *Metrics) result {
 		case "tick":
 			ts = ts.Add(e.delta)
 			p.Tick(ts)
+		case "at":
+			ts = t0.Add(e.delta - time.Millisecond)
 		case "close":
 			p.Close("fin", ts)
 			closed = true

@@ -52,6 +52,7 @@ func (f *factory) newConn(info stream.ConnInfo, emit stream.Emit) stream.Parser 
 	c.req.init(c, stream.ClientToServer)
 	c.resp.init(c, stream.ServerToClient)
 	if info.Midstream {
+		c.lossy = true
 		c.flags = wire.FlagMidstream
 		c.req.st, c.resp.st = stResync, stResync
 	}
@@ -92,6 +93,7 @@ type conn struct {
 	takeover stream.Parser
 	switched bool
 	closed   bool
+	lossy    bool // midstream or a gap: pairing also checks times
 }
 
 func (c *conn) half(d stream.Dir) *half {
@@ -115,6 +117,7 @@ func (c *conn) Gap(d stream.Dir, n int, ts time.Time) {
 	if c.closed {
 		return
 	}
+	c.lossy = true
 	c.half(d).gap(int64(n), ts)
 }
 
@@ -191,15 +194,18 @@ func (c *conn) remove(i int) {
 }
 
 // answer returns the request a response that started at ts answers: the
-// oldest one without a response, if it started no later than the
-// response (a response cannot precede its request; this keeps a
-// midstream or post-gap response from being paired with a later request).
+// oldest one without a response. On a connection joined midstream or with
+// a gap, that request must also have started no later than the response
+// (a response cannot precede its request), so a response whose request
+// was lost is not paired with a later one. Elsewhere order alone decides,
+// so timestamps skewed between the two capture ports of a split tap do
+// not break pairing.
 func (c *conn) answer(ts time.Time) *pair {
 	for _, p := range c.queue {
 		if p.respStarted {
 			continue
 		}
-		if p.tx.RequestStart.After(ts) {
+		if c.lossy && p.tx.RequestStart.After(ts) {
 			return nil
 		}
 		return p
