@@ -17,7 +17,11 @@
 // # Pairing
 //
 // Requests queue in wire order (pipelining) and each final response
-// answers the oldest unanswered request that started no later than it.
+// answers the oldest unanswered request. On a connection joined midstream
+// or with a gap, that request must also have started no later than the
+// response (so a response whose request was lost is not paired with the
+// next one); on a clean connection order alone decides, which tolerates
+// clock skew between the ports of a split tap.
 // Interim 1xx responses (100 Continue, 103) are not final: they are noted
 // in Extra as "interim"="100". A response with no request to answer
 // (midstream join, lost request) becomes a record flagged no_request whose
