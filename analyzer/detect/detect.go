@@ -270,11 +270,12 @@ func (s *Set) Advance(now time.Time) []anomaly.Anomaly {
 	return s.out
 }
 
-// Close ends the input at packet time now: the current window is judged
-// and every open incident is closed.
+// Close ends the input at packet time now (normally the last packet's):
+// every open incident is closed at now. The current, partial window is
+// not judged (a cut window would look like a rate drop), and windows
+// between the last transaction and now are not replayed as silence.
 func (s *Set) Close(now time.Time) []anomaly.Anomaly {
 	s.out = nil
-	s.advance(now)
 	for _, a := range s.tr.CloseAll(now) {
 		s.emit(a)
 	}
