@@ -397,3 +397,34 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// BenchmarkNotifyToReceiver measures the alert half of event-to-alert
+// latency: from Notify (outbox file written and synced) to the HTTP
+// receiver holding the signed request.
+func BenchmarkNotifyToReceiver(b *testing.B) {
+	got := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- struct{}{}
+	}))
+	defer srv.Close()
+	c := config.Default().Alerts
+	c.OutboxDir = b.TempDir()
+	c.Secret = "s"
+	c.Webhooks = []string{srv.URL}
+	c.RateLimit = nil
+	d, err := New(c, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = d.Run(ctx) }()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := d.Notify(incident("b"+strconv.Itoa(i), anomaly.High, anomaly.EventOpened, t0.Add(time.Duration(i)*time.Second))); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}

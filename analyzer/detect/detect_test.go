@@ -159,7 +159,8 @@ func table(scores map[string]*score) string {
 		if len(sc.ttd) > 0 {
 			d := slices.Clone(sc.ttd)
 			slices.Sort(d)
-			ttd = d[len(d)/2].String() + " / " + d[len(d)-1].String()
+			r := func(x time.Duration) string { return x.Round(100 * time.Millisecond).String() }
+			ttd = r(d[len(d)/2]) + " / " + r(d[len(d)-1])
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d | %d |\n", m.Type, sc.episodes, sc.detected, ttd, sc.falseAlerts, sc.coAlerts)
 	}
