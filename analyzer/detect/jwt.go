@@ -53,9 +53,11 @@ func (s *Set) jwt(obs *inventory.Observation, cl *baseline.Client, c *baseline.C
 	s.raise(ev, frozenRef{})
 }
 
-// parseJWT reads alg from the header and exp from the claims of a
-// "Bearer <jwt>" value, without verifying anything. Malformed tokens give
-// zero values.
+// parseJWT reads alg from the header and exp from the claims of an
+// Authorization value, without verifying anything: either "Bearer <jwt>"
+// as sent, or the sensor's redacted form "Bearer fp:<hex> jwt:<h>.<c>"
+// (sensor.keep_jwt_claims), which keeps header and claims but not the
+// signature. Malformed tokens give zero values.
 func parseJWT(auth string) (alg string, exp time.Time) {
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
@@ -64,8 +66,11 @@ func parseJWT(auth string) (alg string, exp time.Time) {
 	if !ok {
 		return "", time.Time{}
 	}
+	if i := strings.Index(tok, "jwt:"); i >= 0 && strings.HasPrefix(tok, "fp:") {
+		tok = tok[i+len("jwt:"):]
+	}
 	parts := strings.SplitN(strings.TrimSpace(tok), ".", 3)
-	if len(parts) != 3 {
+	if len(parts) < 2 || (len(parts) == 2 && !strings.HasPrefix(auth[len("Bearer "):], "fp:")) {
 		return "", time.Time{}
 	}
 	var hdr struct {

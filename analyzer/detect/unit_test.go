@@ -115,7 +115,13 @@ func TestParseJWT(t *testing.T) {
 	if alg != "none" || !e.Equal(exp) {
 		t.Fatalf("alg %q exp %s", alg, e)
 	}
-	for _, bad := range []string{"", "Basic dTpw", "Bearer a.b", "Bearer !!!.???.x", "Bearer " + base64.RawURLEncoding.EncodeToString([]byte("{")) + ".e30.x"} {
+	// The sensor's redacted form keeps header and claims only.
+	raw := strings.TrimPrefix(jwtFor("u", "none", exp), "Bearer ")
+	redacted := "Bearer fp:0123456789abcdef jwt:" + raw[:strings.LastIndexByte(raw, '.')]
+	if alg, e := parseJWT(redacted); alg != "none" || !e.Equal(exp) {
+		t.Fatalf("redacted form: alg %q exp %s", alg, e)
+	}
+	for _, bad := range []string{"", "Basic dTpw", "Bearer a.b", "Bearer fp:0123456789abcdef", "Bearer !!!.???.x", "Bearer " + base64.RawURLEncoding.EncodeToString([]byte("{")) + ".e30.x"} {
 		if alg, e := parseJWT(bad); alg != "" || !e.IsZero() {
 			t.Errorf("%q: alg %q exp %s", bad, alg, e)
 		}
