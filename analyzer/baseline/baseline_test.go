@@ -112,12 +112,12 @@ func TestObjectsNeverReturned(t *testing.T) {
 	roll := func(int) {}
 	id := func() string { return "tx" }
 	for _, v := range []string{"7", "8", "7"} {
-		if _, fresh := c.TouchObject(k, v, t0, time.Minute, id, roll); fresh {
+		if _, fresh := c.TouchObject(k, v, t0, time.Minute, id, 0, roll); fresh {
 			t.Fatalf("id %s was returned to the client: not fresh", v)
 		}
 	}
 	for i := 100; i < 105; i++ {
-		if _, fresh := c.TouchObject(k, strconv.Itoa(i), t0, time.Minute, id, roll); !fresh {
+		if _, fresh := c.TouchObject(k, strconv.Itoa(i), t0, time.Minute, id, 0, roll); !fresh {
 			t.Fatalf("id %d: want fresh", i)
 		}
 	}
@@ -126,7 +126,7 @@ func TestObjectsNeverReturned(t *testing.T) {
 		t.Fatalf("new %d seq %d, want 5 and 4", os.NewIDs, os.Seq)
 	}
 	rolled := -1
-	c.TouchObject(k, "200", t0.Add(time.Minute), time.Minute, id, func(n int) { rolled = n })
+	c.TouchObject(k, "200", t0.Add(time.Minute), time.Minute, id, 0, func(n int) { rolled = n })
 	if rolled != 5 || os.NewIDs != 1 {
 		t.Fatalf("window roll reported %d, new ids now %d", rolled, os.NewIDs)
 	}

@@ -106,8 +106,10 @@ func (c *Client) NoteReturned(ids []string) {
 // TouchObject records that the client touched object id on endpoint k at
 // packet time t, rolling the set's window when needed. It returns the set
 // and whether the id was new and never returned to the client. onRoll is
-// called with the finished window's new-id count before a roll.
-func (c *Client) TouchObject(k EndpointKey, id string, t time.Time, window time.Duration, txid func() string, onRoll func(newIDs int)) (*ObjectSet, bool) {
+// called with the finished window's new-id count before a roll. The
+// transaction id (txid) is kept as evidence for new ids beyond the
+// evidenceFrom-th of a window, so that ordinary clients cost no id.
+func (c *Client) TouchObject(k EndpointKey, id string, t time.Time, window time.Duration, txid func() string, evidenceFrom int, onRoll func(newIDs int)) (*ObjectSet, bool) {
 	os := c.Objects[k]
 	if os == nil {
 		if c.Objects == nil {
@@ -142,7 +144,7 @@ func (c *Client) TouchObject(k EndpointKey, id string, t time.Time, window time.
 		}
 		os.LastNum, os.HasNum = n, true
 	}
-	if len(os.Evidence) < 3 {
+	if os.NewIDs > evidenceFrom && len(os.Evidence) < 3 {
 		os.Evidence = append(os.Evidence, txid())
 	}
 	return os, true

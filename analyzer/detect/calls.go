@@ -323,7 +323,7 @@ func (s *Set) bola(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseli
 	slices.Sort(names)
 	roll := func(n int) { s.base.LearnBOLA(ep, cl, n) }
 	for _, name := range names {
-		o, f := cl.TouchObject(ep.Key, obs.PathParams[name], obs.Time, s.cfg.ClientWindow, c.TxID, roll)
+		o, f := cl.TouchObject(ep.Key, obs.PathParams[name], obs.Time, s.cfg.ClientWindow, c.TxID, s.cfg.BOLAMinIDs-3, roll)
 		if o != nil {
 			os = o
 		}
