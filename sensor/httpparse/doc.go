@@ -83,10 +83,11 @@
 //     gap, and the direction resynchronises: the next message parsed is
 //     flagged gap too, as its start (or a whole message) may be lost.
 //     Bytes on either side of a gap are never parsed as one message.
-//   - Resync looks for a line starting with an upper-case method and a
-//     space (requests) or "HTTP/1." (responses), then requires a strict
-//     start line; the first byte after a gap and of a midstream stream
-//     count as line starts.
+//   - Resync looks for a line starting with a registered method and a
+//     space (requests; "OST /x" left by a gap that ate the "P" is not
+//     one) or "HTTP/1." (responses), then requires a strict start line;
+//     the first byte after a gap and of a midstream stream count as line
+//     starts.
 //   - Midstream connections (stream.ConnInfo.Midstream) start in resync
 //     and all their records carry midstream; with Options.Midstream false
 //     they are ignored and counted.

@@ -23,7 +23,12 @@ const (
 	stResync                  // looking for the next plausible message start
 	stHold                    // client bytes held until the response says whether the protocol switched
 	stTunnel                  // switched protocols: bytes go to the parser that took over
+	stPeek                    // first bytes of a response body on a lossy connection
 )
+
+// statusPrefix is what a response body starting with another response
+// looks like: "HTTP/1.d ddd" (d for a digit).
+const statusPrefix = "HTTP/1.d ddd"
 
 const maxChunkLine = 4096
 
@@ -56,9 +61,21 @@ type half struct {
 	bufp      *[]byte // pooled backing of buf, nil between messages
 	zbufp     *[]byte // pooled buffer of compressed body bytes
 
+	// peek holds the first bytes of a response body on a lossy
+	// connection, to tell a body from the next response (a response to
+	// a HEAD whose request was lost has no body, whatever it declares).
+	peek     [len(statusPrefix)]byte
+	npeek    int
+	peekNext state
+
 	hold    []byte // client bytes after an Upgrade/CONNECT request
 	holdTS  time.Time
 	holdFor *pair
+	// holdGap is set when bytes were lost while holding: what follows
+	// the loss is dropped until the response decides, then the loss is
+	// passed on (to the takeover parser, or to HTTP/1 parsing).
+	holdGap  bool
+	holdGapN int64
 }
 
 func (h *half) init(c *conn, d stream.Dir) {
@@ -84,6 +101,10 @@ func (h *half) feed(data []byte, ts time.Time) {
 				h.hold, h.holdFor = nil, nil
 				h.st, h.rskip, h.rn = stResync, true, 0
 				continue
+			}
+			if h.holdGap {
+				h.c.f.m.skipped.Add(float64(len(data)))
+				return
 			}
 			if len(h.hold) == 0 {
 				h.holdTS = ts
@@ -125,6 +146,8 @@ func (h *half) feed(data []byte, ts time.Time) {
 		case stBodyClose:
 			h.body.write(data, h.opts())
 			return
+		case stPeek:
+			data = h.peekData(data, ts)
 		case stResync:
 			data = data[h.resync(data, ts):]
 		}
@@ -479,6 +502,40 @@ func (h *half) frame(fr *framing, response bool, ts time.Time) {
 		h.body.reset(fr.encoding, -1, h)
 		h.st = stBodyClose
 	}
+	if response && h.c.lossy && h.st != stStart && (h.st != stBodyLength || h.remaining >= int64(len(statusPrefix))) {
+		h.peekNext, h.st, h.npeek = h.st, stPeek, 0
+	}
+}
+
+// peekData collects the first bytes of a response body and returns the
+// rest of data. If they are a status line, the response had no body (its
+// request, a HEAD, was lost) and the bytes start the next response.
+func (h *half) peekData(data []byte, ts time.Time) []byte {
+	for len(data) > 0 && h.npeek < len(h.peek) {
+		c, want := data[0], statusPrefix[h.npeek]
+		if want == 'd' && !isDigit(c) || want != 'd' && c != want {
+			h.unpeek(ts)
+			return data
+		}
+		h.peek[h.npeek] = c
+		h.npeek++
+		data = data[1:]
+	}
+	if h.npeek == len(h.peek) {
+		h.c.f.m.problem(ReasonNoBodyGuessed)
+		replay := h.peek
+		h.npeek = 0
+		h.endMessage(ts)
+		h.feed(replay[:], ts)
+	}
+	return data
+}
+
+// unpeek returns to the body state and gives it the peeked bytes.
+func (h *half) unpeek(ts time.Time) {
+	replay, n := h.peek, h.npeek
+	h.st, h.npeek = h.peekNext, 0
+	h.feed(replay[:n], ts)
 }
 
 // chunkLine takes a chunk-size line or the CRLF after chunk data.
@@ -709,8 +766,13 @@ func (h *half) candidate() cand {
 		return candMore
 	}
 	switch {
-	case last == ' ' && len(b) >= 4:
-		return candYes
+	case last == ' ':
+		// Only registered methods: after a gap the first byte may be
+		// the middle of a method ("OST /x" from "POST /x").
+		if knownMethod(b[:len(b)-1]) {
+			return candYes
+		}
+		return candNo
 	case last >= 'A' && last <= 'Z', last == '-', last == '_':
 		if len(b) == len(h.rbuf) {
 			return candNo
@@ -724,6 +786,9 @@ func (h *half) candidate() cand {
 func (h *half) gap(n int64, ts time.Time) {
 	m := h.c.f.m
 	m.problem(ReasonGap)
+	if h.st == stPeek {
+		h.unpeek(ts)
+	}
 	switch h.st {
 	case stTunnel:
 		if h.c.takeover != nil {
@@ -733,8 +798,10 @@ func (h *half) gap(n int64, ts time.Time) {
 	case stStart, stResync:
 		h.gapNext = true
 	case stHold:
-		h.hold, h.holdFor = nil, nil
-		h.gapNext = true
+		if !h.holdGap {
+			h.holdGap, h.holdGapN = true, n
+		}
+		return
 	case stHead:
 		h.gapNext = true
 		h.headFailed(ts, 0, true)
@@ -790,14 +857,18 @@ func (h *half) gap(n int64, ts time.Time) {
 // server did not switch.
 func (h *half) release() {
 	held, ts := h.hold, h.holdTS
-	h.hold, h.holdFor = nil, nil
+	lost, n := h.holdGap, h.holdGapN
+	h.hold, h.holdFor, h.holdGap = nil, nil, false
 	h.st = stStart
 	h.feed(held, ts)
+	if lost {
+		h.gap(n, ts)
+	}
 }
 
 func (h *half) enterTunnel() {
 	h.st = stTunnel
-	h.hold, h.holdFor = nil, nil
+	h.hold, h.holdFor, h.holdGap = nil, nil, false
 	h.releaseBuf()
 	h.p = nil
 }
@@ -822,6 +893,9 @@ func (h *half) releaseBuf() {
 
 // close ends the direction at the end of the connection.
 func (h *half) close(ts time.Time) {
+	if h.st == stPeek {
+		h.unpeek(ts)
+	}
 	switch h.st {
 	case stBodyClose:
 		h.endMessage(ts)
@@ -853,4 +927,17 @@ func indexByteString(s string, c byte) int {
 		}
 	}
 	return -1
+}
+
+// knownMethod reports whether m is a method registered with IANA (RFC
+// 9110, WebDAV, and the common extensions); resync trusts only these.
+func knownMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI",
+		"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
+		"MKACTIVITY", "CHECKOUT", "MERGE", "MKCALENDAR", "ACL", "BIND", "UNBIND", "REBIND",
+		"LINK", "UNLINK", "PURGE", "QUERY", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE":
+		return true
+	}
+	return false
 }

@@ -167,6 +167,7 @@ func randomSplit(seed int64) splitter {
 
 // upgraded records what a takeover parser received, to check hand-over.
 type upgraded struct {
+	gaps   int
 	proto  string
 	client bytes.Buffer
 	server bytes.Buffer
@@ -180,7 +181,7 @@ func (u *upgraded) Data(d stream.Dir, b []byte, _ time.Time) {
 		u.server.Write(b)
 	}
 }
-func (u *upgraded) Gap(stream.Dir, int, time.Time) {}
+func (u *upgraded) Gap(stream.Dir, int, time.Time) { u.gaps++ }
 func (u *upgraded) Tick(time.Time)                 {}
 func (u *upgraded) Close(r string, _ time.Time)    { u.closed = r }
 
@@ -284,7 +285,7 @@ func render(res result) []byte {
 func renderUpgrades(us []*upgraded) []string {
 	var out []string
 	for _, u := range us {
-		out = append(out, fmt.Sprintf("%s client=%q server=%q closed=%s", u.proto, u.client.String(), u.server.String(), u.closed))
+		out = append(out, fmt.Sprintf("%s client=%q server=%q gaps=%d closed=%s", u.proto, u.client.String(), u.server.String(), u.gaps, u.closed))
 	}
 	return out
 }

@@ -23,6 +23,7 @@ const (
 	ReasonIncomplete       = "incomplete_at_close"
 	ReasonMidstreamIgnored = "midstream_ignored"
 	ReasonTunnelDropped    = "tunnel_dropped"
+	ReasonNoBodyGuessed    = "response_body_was_response"
 )
 
 var reasons = []string{
@@ -30,7 +31,7 @@ var reasons = []string{
 	ReasonBadContentLength, ReasonBadChunk, ReasonChunkTooLarge, ReasonAmbiguous,
 	ReasonGap, ReasonNoRequest, ReasonNoResponse, ReasonDecodeError,
 	ReasonDecompressLimit, ReasonPendingOverflow, ReasonUpgradeHold,
-	ReasonIncomplete, ReasonMidstreamIgnored, ReasonTunnelDropped,
+	ReasonIncomplete, ReasonMidstreamIgnored, ReasonTunnelDropped, ReasonNoBodyGuessed,
 }
 
 // Metrics counts what the parsers saw and what they could not parse. One

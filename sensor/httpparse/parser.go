@@ -266,6 +266,7 @@ func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 		reqHeaders = append([]wire.Header(nil), p.tx.RequestHeaders...)
 	}
 	held, heldTS := c.req.hold, c.req.holdTS
+	heldGap, heldGapN := c.req.holdGap, c.req.holdGapN
 	c.req.enterTunnel()
 	c.resp.enterTunnel()
 	// Requests pipelined behind the switch cannot be answered in HTTP/1.
@@ -294,6 +295,9 @@ func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 	}
 	if len(held) > 0 {
 		c.tunnel(stream.ClientToServer, held, heldTS)
+	}
+	if heldGap && c.takeover != nil {
+		c.takeover.Gap(stream.ClientToServer, int(heldGapN), heldTS)
 	}
 }
 
