@@ -29,6 +29,7 @@ import (
 	"github.com/apiscout/apiscout/analyzer/baseline"
 	"github.com/apiscout/apiscout/analyzer/inventory"
 	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/wire"
 )
 
 // Meta is the fixed description of a detector.
@@ -98,8 +99,9 @@ func metaIndex(t string) int {
 // Set runs all enabled detectors over one analyzer's traffic. It is not
 // safe for concurrent use: the analyzer owns one Set per partition.
 //
-// Call order: Observe for every transaction, Advance whenever packet time
-// moves without transactions (heartbeats), Close at the end of input.
+// Call order: Observe for every transaction, Heartbeat for every sensor
+// heartbeat (or Advance whenever packet time moves without transactions),
+// Close at the end of input.
 // Each returns incident updates; a consumer tells them apart by Event
 // (and State): Event opened with a new ID is a new incident, updated
 // carries the same ID with more evidence (at most one per incident per
@@ -259,6 +261,22 @@ func (s *Set) Observe(obs *inventory.Observation) []anomaly.Anomaly {
 	if cl != nil {
 		cl.NoteReturned(obs.ResponseIDs)
 	}
+	return s.out
+}
+
+// Heartbeat takes a sensor's health report: the counters that moved since
+// its previous heartbeat (kernel drops, acknowledged bytes never seen)
+// feed sensor_blind, and its packet time advances windows like Advance.
+// Optional: an engine that does not see heartbeats loses only those two
+// signals.
+func (s *Set) Heartbeat(hb *wire.Heartbeat) []anomaly.Anomaly {
+	s.out = nil
+	if hb == nil || hb.Time.IsZero() {
+		s.mDropped.WithLabelValues("no_time").Inc()
+		return nil
+	}
+	s.advance(hb.Time)
+	s.blind.heartbeat(hb)
 	return s.out
 }
 

@@ -201,3 +201,46 @@ func TestPayloadEngineCategories(t *testing.T) {
 		}
 	}
 }
+
+// Kernel drops reported by heartbeats make the sensor blind: learning
+// stops and an incident says so.
+func TestHeartbeatKernelDrops(t *testing.T) {
+	dc, ac := testConfig()
+	dc.PayloadEngine = "off"
+	s, err := New(dc, ac, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []anomaly.Anomaly
+	hb := wire.Heartbeat{SensorID: "s1"}
+	at := simStart
+	beat := func(packets, drops uint64) {
+		hb.Packets += packets
+		hb.KernelDrops += drops
+		hb.Time = at
+		out = append(out, s.Heartbeat(&hb)...)
+	}
+	for i := 0; i < 30; i++ { // 30 minutes, healthy
+		steady(s, at, time.Minute, 20, &out)
+		at = at.Add(time.Minute)
+		beat(5000, 0)
+	}
+	if len(out) != 0 {
+		t.Fatalf("healthy sensor raised %+v", out)
+	}
+	for i := 0; i < 3; i++ { // 20% of packets dropped
+		steady(s, at, time.Minute, 20, &out)
+		at = at.Add(time.Minute)
+		beat(4000, 1000)
+	}
+	steady(s, at, time.Minute, 20, &out)
+	var found bool
+	for _, a := range out {
+		if a.Type == anomaly.TypeSensorBlind && a.Event == anomaly.EventOpened && a.Details["reason"] == "kernel_drops" {
+			found = true
+		}
+	}
+	if !found || !s.Baselines().Blind {
+		t.Fatalf("kernel drops not reported (blind=%v): %+v", s.Baselines().Blind, out)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/apiscout/apiscout/wire"
+
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/baseline"
 	"github.com/apiscout/apiscout/analyzer/inventory"
@@ -137,11 +139,14 @@ func (s *Set) rateDrop(ep *baseline.Endpoint, ws *baseline.WindowStats, ref froz
 // blindState measures what the sensor missed, per window.
 type blindState struct {
 	total, lossy, missing int
-	lastSeq               map[string]uint64
-	mirrors               map[mirrorKey]*mirrorState
-	mirrorOrder           []mirrorKey
-	all                   baseline.EWMA
-	silent                int
+	// from heartbeats, deltas summed over the window
+	hbPackets, hbDrops, hbLoss, hbAcked uint64
+	sensors                             map[string]wire.Heartbeat
+	lastSeq                             map[string]uint64
+	mirrors                             map[mirrorKey]*mirrorState
+	mirrorOrder                         []mirrorKey
+	all                                 baseline.EWMA
+	silent                              int
 }
 
 type mirrorKey struct {
@@ -172,7 +177,30 @@ type mirrorState struct {
 }
 
 func newBlindState() blindState {
-	return blindState{lastSeq: make(map[string]uint64), mirrors: make(map[mirrorKey]*mirrorState)}
+	return blindState{lastSeq: make(map[string]uint64), mirrors: make(map[mirrorKey]*mirrorState),
+		sensors: make(map[string]wire.Heartbeat)}
+}
+
+// heartbeat adds the counters that moved since the sensor's previous
+// heartbeat. Counters that went backwards mean the sensor restarted: the
+// new values are the deltas.
+func (b *blindState) heartbeat(hb *wire.Heartbeat) {
+	prev, ok := b.sensors[hb.SensorID]
+	b.sensors[hb.SensorID] = wire.Heartbeat{Packets: hb.Packets, KernelDrops: hb.KernelDrops,
+		CaptureLossBytes: hb.CaptureLossBytes, AckedBytes: hb.AckedBytes}
+	if !ok {
+		return // the first heartbeat only sets the reference
+	}
+	delta := func(now, before uint64) uint64 {
+		if now < before {
+			return now
+		}
+		return now - before
+	}
+	b.hbPackets += delta(hb.Packets, prev.Packets)
+	b.hbDrops += delta(hb.KernelDrops, prev.KernelDrops)
+	b.hbLoss += delta(hb.CaptureLossBytes, prev.CaptureLossBytes)
+	b.hbAcked += delta(hb.AckedBytes, prev.AckedBytes)
 }
 
 func (b *blindState) observe(obs *inventory.Observation) {
@@ -207,7 +235,10 @@ func (b *blindState) observe(obs *inventory.Observation) {
 
 // judgeBlind — sensor_blind, no OWASP category, high: in one window the
 // share of transactions with capture loss plus records missing from the
-// sensor's sequence reaches detect.blind_loss_ratio (over at least 20); or
+// sensor's sequence reaches detect.blind_loss_ratio (over at least 20), or
+// so does, from heartbeats, the share of packets dropped by the kernel
+// (over at least 1000) or of acknowledged bytes never seen (over at least
+// 1 MiB); or
 // a mirror session that carried at least detect.rate_min_expected
 // transactions per window stays silent for detect.blind_silent_windows
 // windows while others deliver; or all traffic stops for that long after
@@ -215,7 +246,10 @@ func (b *blindState) observe(obs *inventory.Observation) {
 // and rate_drop is suppressed.
 func (s *Set) judgeBlind(start, end time.Time) {
 	b := &s.blind
-	defer func() { b.total, b.lossy, b.missing = 0, 0, 0 }()
+	defer func() {
+		b.total, b.lossy, b.missing = 0, 0, 0
+		b.hbPackets, b.hbDrops, b.hbLoss, b.hbAcked = 0, 0, 0, 0
+	}()
 	if !s.on[iBlind] {
 		return
 	}
@@ -230,6 +264,18 @@ func (s *Set) judgeBlind(start, end time.Time) {
 		r := float64(b.lossy+b.missing) / float64(seen)
 		if r >= s.cfg.BlindLossRatio {
 			raise("capture_loss", "", r, s.cfg.BlindLossRatio, "sensor missing traffic (capture loss or lost records)")
+			lossyWin = true
+		}
+	}
+	if n := b.hbPackets + b.hbDrops; n >= 1000 && !lossyWin {
+		if r := float64(b.hbDrops) / float64(n); r >= s.cfg.BlindLossRatio {
+			raise("kernel_drops", "", r, s.cfg.BlindLossRatio, "sensor dropping packets before capture (kernel drops)")
+			lossyWin = true
+		}
+	}
+	if b.hbAcked >= 1<<20 && !lossyWin {
+		if r := float64(b.hbLoss) / float64(b.hbAcked); r >= s.cfg.BlindLossRatio {
+			raise("capture_loss", "", r, s.cfg.BlindLossRatio, "sensor missing traffic (acknowledged bytes never seen)")
 			lossyWin = true
 		}
 	}
