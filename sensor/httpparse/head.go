@@ -73,20 +73,19 @@ func parseStatusLine[T string | []byte](line T) (status int, ok bool) {
 // framing is what the header fields say about the message body and the
 // connection.
 type framing struct {
-	hasCL      bool
-	cl         int64
-	badCL      bool
-	clConflict bool
-	te         bool // Transfer-Encoding present
-	chunked    bool // chunked is the final transfer coding
-	ambiguous  bool // CL+TE, conflicting CLs, obs-fold, space before colon, two Hosts, chunked not final
-	badHeader  bool
-	tooMany    bool
-	host       string
-	hosts      int
-	encoding   string
-	ctype      string
-	upgrade    string
+	hasCL     bool
+	cl        int64
+	badCL     bool
+	te        bool // Transfer-Encoding present
+	chunked   bool // chunked is the final transfer coding
+	ambiguous bool // CL+TE, conflicting CLs, obs-fold, space before colon, two Hosts, chunked not final
+	badHeader bool
+	tooMany   bool
+	host      string
+	hosts     int
+	encoding  string
+	ctype     string
+	upgrade   string
 }
 
 // parseFields parses the header (or trailer) lines of s, which holds
@@ -213,7 +212,6 @@ func (fr *framing) noteCL(value string, folded bool) {
 		if !fr.hasCL {
 			fr.hasCL, fr.cl = true, n
 		} else if n != fr.cl {
-			fr.clConflict = true
 			fr.ambiguous = true
 		}
 	}

@@ -76,7 +76,6 @@ type pair struct {
 	orphan      bool   // response without a request: not in the queue
 	upgrade     string // protocol the request asks to switch to; "tunnel" for CONNECT
 	head        bool   // HEAD request: the response has no body
-	switched    bool   // the response switched protocols
 }
 
 // conn is the parser of one connection: a state machine per direction and
@@ -91,7 +90,6 @@ type conn struct {
 	next     uint32
 	flags    wire.Flags // on every record of the connection (midstream)
 	takeover stream.Parser
-	switched bool
 	closed   bool
 	lossy    bool // midstream or a gap: pairing also checks times
 }
@@ -253,10 +251,8 @@ func (c *conn) expire(now time.Time) {
 // parser OnUpgrade supplies.
 func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 	c.f.m.upgrade(protocol)
-	c.switched = true
 	var reqHeaders []wire.Header
 	if p != nil {
-		p.switched = true
 		p.tx.Flags |= wire.FlagUpgrade
 		p.tx.Extra = append(p.tx.Extra, wire.Header{Name: "upgrade", Value: protocol})
 		if !p.reqDone {
