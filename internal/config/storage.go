@@ -29,6 +29,9 @@ type StorageConfig struct {
 	// RetryMaxElapsed bounds how long one insert is resent before the
 	// write fails and the analyzer stops consuming (backpressure).
 	RetryMaxElapsed time.Duration `yaml:"retry_max_elapsed" help:"how long a failed insert is resent before the write fails and consumption pauses"`
+	// InsertConcurrency is how many ClickHouse inserts of one write run at
+	// once.
+	InsertConcurrency int `yaml:"insert_concurrency" help:"ClickHouse inserts of one write run at once (each uses a server thread)"`
 }
 
 func defaultStorage() StorageConfig {
@@ -46,6 +49,9 @@ func defaultStorage() StorageConfig {
 		// 30s rides out a server restart; longer holds the batch (up to
 		// batch_size rows) in memory that much longer.
 		RetryMaxElapsed: 30 * time.Second,
+		// 2 uses two server cores for large writes; each holds its
+		// batch's connection.
+		InsertConcurrency: 2,
 	}
 }
 
@@ -67,6 +73,9 @@ func (s *StorageConfig) validate() error {
 	}
 	if s.RetryMaxElapsed < 0 {
 		errs = append(errs, fmt.Errorf("storage.retry_max_elapsed: %s, want 0 (default 30s) or more", s.RetryMaxElapsed))
+	}
+	if s.InsertConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("storage.insert_concurrency: %d, want at least 1", s.InsertConcurrency))
 	}
 	if s.Kind == "clickhouse" && len(s.ClickHouseAddr) == 0 {
 		errs = append(errs, errors.New("storage.clickhouse_addr: empty, want at least one host:port"))

@@ -47,6 +47,9 @@ type Options struct {
 	// transaction metadata; larger batches insert faster and hold more
 	// memory).
 	BatchSize int
+	// InsertConcurrency is how many batches of one write are inserted at
+	// once (default 2: a server inserts a batch on one thread).
+	InsertConcurrency int
 	// SampleTransactions keeps 1 in N transactions (default 1: all).
 	SampleTransactions int
 	// StoreBodies keeps (redacted) bodies in the transaction record.
@@ -75,6 +78,7 @@ func OptionsFromConfig(c config.StorageConfig) Options {
 		StoreBodies:        c.StoreBodies,
 		RetentionDays:      c.RetentionDays,
 		RetryMaxElapsed:    c.RetryMaxElapsed,
+		InsertConcurrency:  c.InsertConcurrency,
 	}
 }
 
@@ -90,6 +94,9 @@ func (o *Options) defaults() {
 	}
 	if o.SampleTransactions <= 0 {
 		o.SampleTransactions = 1
+	}
+	if o.InsertConcurrency <= 0 {
+		o.InsertConcurrency = 2
 	}
 	if o.RetryMaxElapsed <= 0 {
 		o.RetryMaxElapsed = 30 * time.Second

@@ -344,8 +344,8 @@ func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([
 			return nil, fmt.Errorf("clickhouse transactions: %w", err)
 		}
 		var t wire.Transaction
-		if err := json.Unmarshal([]byte(rec), &t); err != nil {
-			return nil, fmt.Errorf("clickhouse transactions: bad record %s: %w", id, err)
+		if err := storage.DecodeTransactionRecord([]byte(rec), &t); err != nil {
+			return nil, fmt.Errorf("clickhouse transactions: %s: %w", id, err)
 		}
 		out = append(out, t)
 	}

@@ -113,7 +113,7 @@ ORDER BY version`),
     response_content_type {lc},
     flags UInt32,
     capture_loss UInt64,
-    record String
+    record String -- wire encoding (protobuf), see storage.AppendTransactionRecord
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (service, ts, id)` + ttl("ts") + "{settings}")}},

@@ -3,9 +3,11 @@ package clickhouse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -26,6 +28,45 @@ func chunks[T any](items []T, size int, fn func([]T) error) error {
 		items = items[n:]
 	}
 	return nil
+}
+
+// minParallelChunk is the smallest insert worth splitting a write into to
+// use more than one server thread: below it, extra parts cost more than
+// the parallelism gains.
+const minParallelChunk = 10000
+
+// parallelChunks splits items into chunks of at most size (and into at
+// least workers chunks when items are many) and runs fn on up to workers
+// of them at once. An insert runs on one server thread, so two at once use
+// two cores. The split depends only on len(items), size and workers, so a
+// write rebuilt from the same rows makes the same chunks (and tokens). It
+// returns every chunk's error, joined.
+func parallelChunks[T any](items []T, size, workers int, fn func([]T) error) error {
+	n := (len(items) + size - 1) / size
+	if workers > 1 && n < workers && len(items) >= workers*minParallelChunk {
+		n = workers
+		size = (len(items) + n - 1) / n
+	}
+	if workers <= 1 || n <= 1 {
+		return chunks(items, size, fn)
+	}
+	sem := make(chan struct{}, workers)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		lo, hi := i*size, min((i+1)*size, len(items))
+		if lo >= hi {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(items[lo:hi])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func idsOf[T any](items []T, id func(*T) string) iter.Seq[string] {
@@ -85,11 +126,13 @@ func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, 
 		reqCT: make([]string, n), respCT: make([]string, n), flags: make([]uint32, n), loss: make([]uint64, n),
 		record: make([]string, n),
 	}
+	// Records go into one arena, turned into one string: no allocation
+	// per record.
+	arena := make([]byte, 0, n*320)
+	ends := make([]int, n)
 	for i, t := range txs {
-		rec, err := storage.TransactionRecord(t, storeBodies)
-		if err != nil {
-			return nil, nil, fmt.Errorf("transaction %s: %w", t.ID(), err)
-		}
+		arena = storage.AppendTransactionRecord(arena, t, storeBodies)
+		ends[i] = len(arena)
 		r.ts[i] = t.RequestStart.UTC()
 		r.id[i] = t.ID()
 		r.sensor[i] = t.SensorID
@@ -113,7 +156,11 @@ func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, 
 		r.respCT[i] = t.ResponseContentType
 		r.flags[i] = uint32(t.Flags)
 		r.loss[i] = t.CaptureLoss
-		r.record[i] = string(rec)
+	}
+	all := string(arena)
+	for i, start := 0, 0; i < n; i++ {
+		r.record[i] = all[start:ends[i]]
+		start = ends[i]
 	}
 	return r, r.id, nil
 }
@@ -132,7 +179,7 @@ func (s *Store) WriteTransactions(ctx context.Context, txs []*wire.Transaction) 
 		s.m.sampled.Add(float64(len(txs) - len(kept)))
 		txs = kept
 	}
-	return chunks(txs, s.opts.BatchSize, func(part []*wire.Transaction) error {
+	return parallelChunks(txs, s.opts.BatchSize, s.opts.InsertConcurrency, func(part []*wire.Transaction) error {
 		r, ids, err := buildTxRows(part, s.opts.StoreBodies)
 		if err != nil {
 			return fmt.Errorf("clickhouse transactions: %w", err)

@@ -103,7 +103,7 @@ var migrations = []struct {
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`}},
 	{2, "transactions", []string{`CREATE TABLE IF NOT EXISTS transactions (
     id TEXT PRIMARY KEY, ts INTEGER NOT NULL, service TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
-    status INTEGER NOT NULL, duration_us INTEGER NOT NULL, record TEXT NOT NULL)`,
+    status INTEGER NOT NULL, duration_us INTEGER NOT NULL, record BLOB NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS transactions_service_ts ON transactions (service, ts)`,
 		`CREATE INDEX IF NOT EXISTS transactions_ts ON transactions (ts)`}},
 	{3, "endpoints", []string{`CREATE TABLE IF NOT EXISTS endpoints (
@@ -214,11 +214,8 @@ func (s *Store) WriteTransactions(ctx context.Context, txs []*wire.Transaction) 
 	err := s.exec(ctx, "transactions", `INSERT OR IGNORE INTO transactions (id, ts, service, method, path, status, duration_us, record)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, len(txs), func(i int) ([]any, error) {
 		t := txs[i]
-		rec, err := storage.TransactionRecord(t, s.opts.StoreBodies)
-		if err != nil {
-			return nil, err
-		}
-		return []any{t.ID(), t.RequestStart.UnixNano(), t.Key(), t.Method, t.Path, t.Status, int64(storage.TransactionDuration(t)), string(rec)}, nil
+		rec := storage.AppendTransactionRecord(nil, t, s.opts.StoreBodies)
+		return []any{t.ID(), t.RequestStart.UnixNano(), t.Key(), t.Method, t.Path, t.Status, int64(storage.TransactionDuration(t)), rec}, nil
 	})
 	if err != nil || s.opts.RetentionDays <= 0 || len(txs) == 0 {
 		return err
@@ -616,8 +613,20 @@ func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([
 	if err != nil {
 		return nil, fmt.Errorf("embedded transactions: %w", err)
 	}
-	out, err := scanRecords[wire.Transaction](rows)
-	if err != nil {
+	defer rows.Close()
+	var out []wire.Transaction
+	for rows.Next() {
+		var rec []byte
+		if err := rows.Scan(&rec); err != nil {
+			return nil, fmt.Errorf("embedded transactions: %w", err)
+		}
+		var t wire.Transaction
+		if err := storage.DecodeTransactionRecord(rec, &t); err != nil {
+			return nil, fmt.Errorf("embedded transactions: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded transactions: %w", err)
 	}
 	return out, nil
