@@ -27,6 +27,9 @@ func testConfig() (config.DetectConfig, config.AnalyzerConfig) {
 // minutes, then quiet until the end.
 const simDays = 4
 
+// scenarioSeed seeds the generator; other seeds were checked by hand.
+var scenarioSeed uint64 = 42
+
 type runResult struct {
 	events []anomaly.Anomaly // every incident event, in order
 	tx     int
@@ -42,7 +45,7 @@ func runScenario(t testing.TB, eps []*episode, days int, advanceEvery int) runRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGen(42, eps)
+	g := newGen(scenarioSeed, eps)
 	var res runResult
 	end := simStart.Add(time.Duration(days) * 24 * time.Hour)
 	for m := simStart; m.Before(end); m = m.Add(time.Minute) {
