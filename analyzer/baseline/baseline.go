@@ -16,6 +16,7 @@
 package baseline
 
 import (
+	"errors"
 	"math"
 	"time"
 
@@ -122,10 +123,29 @@ func New(cfg Config, reg prometheus.Registerer) *Store {
 			Help: "Endpoints tracked by the baselines.",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(s.evicted, s.clientsG, s.endpoints)
-	}
+	s.evicted = register(reg, s.evicted)
+	s.clientsG = register(reg, s.clientsG)
+	s.endpoints = register(reg, s.endpoints)
 	return s
+}
+
+// register registers c with reg, or returns the collector already
+// registered under the same name, so that several instances (one per
+// partition) can share one registry and its counters.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		panic(err) // a name clash with another kind of metric: a programming error
+	}
+	return c
 }
 
 // Config returns the learning policy.
@@ -169,7 +189,7 @@ func (s *Store) Fold(c *Call) (*Endpoint, *Client) {
 		ep = &Endpoint{Key: k, First: obs.Time}
 		s.eps[k] = ep
 		s.order = append(s.order, ep)
-		s.endpoints.Set(float64(len(s.order)))
+		s.endpoints.Inc()
 	}
 	ep.observe(c)
 	learn := !c.Lossy && !s.Blind && ep.Frozen == 0
@@ -276,12 +296,13 @@ func (s *Store) client(obs *inventory.Observation) *Client {
 		s.unlink(old)
 		delete(s.clients, old.ID)
 		s.evicted.Inc()
+		s.clientsG.Dec()
 	}
 	cl = &Client{ID: obs.Identity, Principal: obs.Principal, Kind: KindOf(obs.Roles, obs.Auth),
 		First: obs.Time, WinStart: obs.Time.Truncate(s.cfg.ClientWindow)}
 	s.clients[obs.Identity] = cl
 	s.pushFront(cl)
-	s.clientsG.Set(float64(len(s.clients)))
+	s.clientsG.Inc()
 	return cl
 }
 

@@ -18,6 +18,7 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -196,9 +197,9 @@ func New(cfg config.DetectConfig, acfg config.AnalyzerConfig, log *zap.Logger, r
 		}
 		s.payload = pe
 	}
-	if reg != nil {
-		reg.MustRegister(s.mTx, s.mDropped, s.mAnomalies)
-	}
+	s.mTx = register(reg, s.mTx)
+	s.mDropped = register(reg, s.mDropped)
+	s.mAnomalies = register(reg, s.mAnomalies)
 	log.Info("detectors ready", zap.Int("enabled", countTrue(s.on[:])),
 		zap.Bool("payload_engine", s.payload != nil),
 		zap.Duration("window", cfg.Window), zap.Duration("learning_period", acfg.LearningPeriod))
@@ -400,6 +401,25 @@ func (s *Set) anyBlindOpen() bool {
 		}
 	}
 	return false
+}
+
+// register registers c with reg, or returns the collector already
+// registered under the same name, so that several instances (one per
+// partition) can share one registry and its counters.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		panic(err) // a name clash with another kind of metric: a programming error
+	}
+	return c
 }
 
 // details builds a detail map from key/value pairs.

@@ -87,9 +87,9 @@ func newPayloadEngine(budget int, reg prometheus.Registerer) (*payloadEngine, er
 			Help: "CPU wall time spent in the attack-payload engine (its cost, apart from the other detectors).",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(p.mInspected, p.mSkipped, p.mSeconds)
-	}
+	p.mInspected = register(reg, p.mInspected)
+	p.mSkipped = register(reg, p.mSkipped)
+	p.mSeconds = register(reg, p.mSeconds)
 	return p, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/baseline"
 	"github.com/apiscout/apiscout/analyzer/inventory"
@@ -242,5 +244,16 @@ func TestHeartbeatKernelDrops(t *testing.T) {
 	}
 	if !found || !s.Baselines().Blind {
 		t.Fatalf("kernel drops not reported (blind=%v): %+v", s.Baselines().Blind, out)
+	}
+}
+
+// Several Sets (one per partition) share one registry.
+func TestSetsShareRegistry(t *testing.T) {
+	dc, ac := testConfig()
+	reg := prometheus.NewRegistry()
+	for i := 0; i < 2; i++ {
+		if _, err := New(dc, ac, nil, reg); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
