@@ -21,6 +21,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require github.com/gopacket/gopacket v1.7.7 // indirect
+
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
