@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"strings"
+	"unsafe"
 )
 
 // textual reports whether a body of this content type is worth scanning:
@@ -34,6 +35,10 @@ type masker struct {
 	// secret is set when a secret field (a credential) was masked.
 	secret bool
 	form   bool // application/x-www-form-urlencoded
+	// close is the index of the quote closing the JSON string whose
+	// content is being scanned (-1: none), so that quote is not taken
+	// for the opening of another string.
+	close int
 }
 
 func (m *masker) replace(from, to int, placeholder func(b []byte) []byte) {
@@ -52,7 +57,7 @@ func (r *Redactor) maskBody(body []byte, ctype string) ([]byte, bool) {
 	if len(body) == 0 || !textual(body, ctype) {
 		return nil, false
 	}
-	m := masker{r: r, in: body, form: strings.Contains(strings.ToLower(ctype), "x-www-form-urlencoded")}
+	m := masker{r: r, in: body, form: strings.Contains(strings.ToLower(ctype), "x-www-form-urlencoded"), close: -1}
 	m.scan()
 	if m.hits == 0 {
 		return nil, false
@@ -125,6 +130,11 @@ func (m *masker) scan() {
 		case c == '-' && bytes.HasPrefix(b[i:], []byte("-----BEGIN ")):
 			i = m.privateKey(i)
 		case c == '"':
+			if i == m.close {
+				m.close = -1
+				i++
+				continue
+			}
 			i = m.jsonString(i)
 		default:
 			i++
@@ -215,8 +225,8 @@ func bareJSONNumber(b []byte, from, to int) bool {
 	for p >= 0 && (b[p] == ' ' || b[p] == '\t' || b[p] == '\n' || b[p] == '\r') {
 		p--
 	}
-	if p < 0 || (b[p] != ':' && b[p] != '[' && b[p] != ',') {
-		return false
+	if p >= 0 && b[p] != ':' && b[p] != '[' && b[p] != ',' {
+		return false // (p < 0: the number is the whole document)
 	}
 	q := to
 	for q < len(b) && (b[q] == ' ' || b[q] == '\t' || b[q] == '\n' || b[q] == '\r') {
@@ -363,7 +373,7 @@ func (m *masker) privateKey(i int) int {
 // quote for strings that are not such keys, so their content is scanned).
 func (m *masker) jsonString(i int) int {
 	b := m.in
-	end := stringEnd(b, i)
+	end, plain := stringEnd(b, i)
 	if end < 0 {
 		return i + 1
 	}
@@ -373,9 +383,13 @@ func (m *masker) jsonString(i int) int {
 		j++
 	}
 	if j >= len(b) || b[j] != ':' {
+		if plain {
+			return end + 1 // a value with nothing a match could start at
+		}
+		m.close = end
 		return i + 1 // a value: its content is scanned
 	}
-	if !secretName(string(b[i+1 : end])) {
+	if !secretNameBytes(b[i+1 : end]) {
 		return j + 1 // a key that names no secret: nothing in it to mask
 	}
 	j++
@@ -385,7 +399,7 @@ func (m *masker) jsonString(i int) int {
 	if j >= len(b) || b[j] != '"' {
 		return end + 1
 	}
-	vend := stringEnd(b, j)
+	vend, _ := stringEnd(b, j)
 	if vend < 0 {
 		vend = len(b) // cut at the body limit: mask what is there
 	}
@@ -404,25 +418,35 @@ func (m *masker) jsonString(i int) int {
 }
 
 // stringEnd returns the index of the quote closing the JSON string that
-// opens at i, or -1.
-func stringEnd(b []byte, i int) int {
+// opens at i, or -1, and whether the string holds no byte a match could
+// start at.
+func stringEnd(b []byte, i int) (int, bool) {
+	plain := true
 	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
+		switch c := b[j]; c {
 		case '\\':
 			j++
 		case '"':
-			return j
+			return j, plain
 		case '\n':
-			return -1
+			return -1, false
+		default:
+			if starts[c] {
+				plain = false
+			}
 		}
 	}
-	return -1
+	return -1, false
 }
 
 // secretName reports whether a field name names a secret: without case,
 // '-' and '_', it contains password, passwd or secret, or ends in token,
 // apikey or privatekey.
 func secretName(name string) bool {
+	return secretNameBytes(unsafe.Slice(unsafe.StringData(name), len(name)))
+}
+
+func secretNameBytes(name []byte) bool {
 	if len(name) < 3 || len(name) > 64 {
 		return false
 	}
@@ -439,7 +463,8 @@ func secretName(name string) bool {
 		buf[n] = c
 		n++
 	}
-	s := string(buf[:n])
-	return strings.Contains(s, "password") || strings.Contains(s, "passwd") || strings.Contains(s, "secret") ||
-		strings.HasSuffix(s, "token") || strings.HasSuffix(s, "apikey") || strings.HasSuffix(s, "privatekey")
+	s := buf[:n]
+	return bytes.HasSuffix(s, []byte("token")) || bytes.HasSuffix(s, []byte("apikey")) ||
+		bytes.HasSuffix(s, []byte("privatekey")) || bytes.Contains(s, []byte("secret")) ||
+		bytes.Contains(s, []byte("passw"))
 }

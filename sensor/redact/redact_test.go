@@ -141,6 +141,8 @@ func TestBodies(t *testing.T) {
 		{"timestamp is no card", "application/json", `{"ts":1732442400000,"id":12345678901234567}`, `{"ts":1732442400000,"id":12345678901234567}`},
 		{"digits inside a word", "text/plain", "ord4111111111111111", "ord4111111111111111"},
 		{"ssn", "application/json", `{"ssn":"123-45-6789"}`, `{"ssn":"[ssn:` + fp("123-45-6789") + `]"}`},
+		{"secret key after a masked value", "application/json", `{"ssn":"123-45-6789","password":"x","to":"a@example.com","token":"t"}`,
+			`{"ssn":"[ssn:` + fp("123-45-6789") + `]","password":"[secret:` + fp("x") + `]","to":"[email:` + fp("a@example.com") + `@example.com]","token":"[secret:` + fp("t") + `]"}`},
 		{"invalid ssn area", "text/plain", "000-45-6789 666-12-3456", "000-45-6789 666-12-3456"},
 		{"email", "application/json", `{"to":"Alice.B+x@Mail.Example.com."}`, `{"to":"[email:` + fp("Alice.B+x@Mail.Example.com") + `@Mail.Example.com]."}`},
 		{"not an email", "text/plain", "a@b user@localhost x@1.2.3.4", "a@b user@localhost x@1.2.3.4"},
