@@ -11,7 +11,7 @@ cleanup() {
 	for s in "${started[@]}"; do "$here/$s.sh" down || true; done
 }
 trap cleanup EXIT
-for s in kafka clickhouse; do
+for s in kafka clickhouse chdb; do
 	if [ -x "$here/$s.sh" ]; then
 		"$here/$s.sh" up
 		started+=("$s")
