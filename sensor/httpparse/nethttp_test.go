@@ -160,7 +160,9 @@ func TestAgainstNetHTTP(t *testing.T) {
 		}
 		p.Close("fin", ts)
 	}
-	key := func(w want) string { return fmt.Sprintf("%s %s %d req=%d resp=%d", w.method, w.path, w.status, w.reqLen, w.respLen) }
+	key := func(w want) string {
+		return fmt.Sprintf("%s %s %d req=%d resp=%d", w.method, w.path, w.status, w.reqLen, w.respLen)
+	}
 	var ws, gs []string
 	for _, w := range wants {
 		ws = append(ws, key(w))
