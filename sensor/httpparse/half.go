@@ -121,6 +121,10 @@ func (h *half) feed(data []byte, ts time.Time) {
 				h.beginHead(ts, false)
 			}
 		case stHead, stTrailer:
+			if n := h.wholeHead(data, ts); n > 0 {
+				data = data[n:]
+				continue
+			}
 			// Take lines until the state changes (a head usually ends
 			// within one segment).
 			for st := h.st; len(data) > 0 && h.st == st; {
@@ -201,6 +205,46 @@ func (h *half) headData(data []byte, ts time.Time) int {
 		h.headFailed(ts, wire.FlagUnparsable, false)
 	}
 	return len(piece)
+}
+
+// wholeHead is the fast path for a head that starts and ends within data
+// (the usual case): it is parsed in place, without the line-by-line copy
+// into buf. It returns the bytes taken, 0 to leave data to the general
+// path (a head split across segments, a bad start line, a limit hit),
+// which reaches the same result.
+func (h *half) wholeHead(data []byte, ts time.Time) int {
+	if h.st != stHead || len(h.buf) != 0 || h.tentative {
+		return 0
+	}
+	o := h.opts()
+	off, lines := 0, 0
+	for {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 || off+i+1 > o.MaxHeaderBytes {
+			return 0
+		}
+		line := data[off : off+i]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			h.parseHead(string(data[:off]), ts, false, 0)
+			return off + i + 1
+		}
+		if lines == 0 {
+			if h.dir == stream.ClientToServer {
+				if _, kind := parseRequestLine(line); kind != lineOK {
+					return 0
+				}
+			} else if _, ok := parseStatusLine(line); !ok {
+				return 0
+			}
+		}
+		if lines++; lines > o.MaxHeaders+1 {
+			return 0
+		}
+		off += i + 1
+	}
 }
 
 // checkStartLine validates the start line as soon as it is complete, so
@@ -291,6 +335,11 @@ func (h *half) headFailed(ts time.Time, flags wire.Flags, midLine bool) {
 func (h *half) headDone(ts time.Time, partial bool, flags wire.Flags) {
 	s := string(h.buf[:h.lineStart])
 	h.releaseBuf()
+	h.parseHead(s, ts, partial, flags)
+}
+
+// parseHead parses the head s (complete lines, without the empty line).
+func (h *half) parseHead(s string, ts time.Time, partial bool, flags wire.Flags) {
 	h.lineStart, h.nlines = 0, 0
 	line := s
 	if i := indexByteString(s, '\n'); i >= 0 {
