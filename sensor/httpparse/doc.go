@@ -88,6 +88,12 @@
 //     one) or "HTTP/1." (responses), then requires a strict start line;
 //     the first byte after a gap and of a midstream stream count as line
 //     starts.
+//   - On such a lossy connection (a gap, or joined midstream) the first
+//     bytes of a response body are checked: a status line there means the
+//     response had no body (it answered a HEAD that was lost) and starts
+//     the next response (counted as response_body_was_response).
+//   - Bytes lost while client bytes are held for a protocol switch are
+//     passed on as a Gap to the parser that takes over.
 //   - Midstream connections (stream.ConnInfo.Midstream) start in resync
 //     and all their records carry midstream; with Options.Midstream false
 //     they are ignored and counted.
@@ -98,6 +104,15 @@
 //     the message flagged unparsable, with the fields parsed so far.
 //   - A message cut by the end of the connection is flagged
 //     request_truncated or response_truncated.
+//
+// # Memory
+//
+// Between messages a connection holds no buffer: head buffers and
+// compressed-body buffers come from pools shared by the factory's
+// connections. While a message is in flight a direction holds at most
+// MaxHeaderBytes of head, BodyLimit of kept body (InspectionDepth of
+// compressed body), UpgradeHoldLimit of held bytes, and MaxPending
+// requests wait per connection.
 //
 // # Record fields
 //
