@@ -8,6 +8,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"unsafe"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -77,6 +78,30 @@ func idsOf[T any](items []T, id func(*T) string) iter.Seq[string] {
 			}
 		}
 	}
+}
+
+// blockRows is how many rows go into one block of an INSERT. The client
+// sends each block as it fills and reuses its buffers for the next, so an
+// insert's memory is one block's, not the whole batch's grown by 1.25x
+// steps; the server squashes the blocks of one INSERT into one part
+// (min_insert_block_size_rows), so parts stay as large as the batch.
+const blockRows = 8192
+
+// inBlocks calls add for consecutive row ranges of at most blockRows and
+// sends each block but the last (Send sends that one).
+func inBlocks(b driver.Batch, n int, add func(lo, hi int) error) error {
+	for lo := 0; lo < n; lo += blockRows {
+		hi := min(lo+blockRows, n)
+		if err := add(lo, hi); err != nil {
+			return err
+		}
+		if hi < n {
+			if err := b.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // appendColumns appends one slice per column, in the statement's column
@@ -157,7 +182,9 @@ func buildTxRows(txs []*wire.Transaction, storeBodies bool) (*txRows, []string, 
 		r.flags[i] = uint32(t.Flags)
 		r.loss[i] = t.CaptureLoss
 	}
-	all := string(arena)
+	// The arena is never written again: share its bytes instead of
+	// copying them into a string.
+	all := unsafe.String(unsafe.SliceData(arena), len(arena))
 	for i, start := 0, 0; i < n; i++ {
 		r.record[i] = all[start:ends[i]]
 		start = ends[i]
@@ -186,8 +213,12 @@ func (s *Store) WriteTransactions(ctx context.Context, txs []*wire.Transaction) 
 		}
 		token := storage.BatchToken("transactions", slices.Values(ids))
 		return s.insert(ctx, "transactions", txColumns, len(part), token, func(b driver.Batch) error {
-			return appendColumns(b, r.ts, r.id, r.sensor, r.seq, r.service, r.method, r.path, r.qry, r.status,
-				r.protocol, r.client, r.server, r.dur, r.reqBytes, r.respBytes, r.reqCT, r.respCT, r.flags, r.loss, r.record)
+			return inBlocks(b, len(part), func(lo, hi int) error {
+				return appendColumns(b, r.ts[lo:hi], r.id[lo:hi], r.sensor[lo:hi], r.seq[lo:hi], r.service[lo:hi],
+					r.method[lo:hi], r.path[lo:hi], r.qry[lo:hi], r.status[lo:hi], r.protocol[lo:hi], r.client[lo:hi],
+					r.server[lo:hi], r.dur[lo:hi], r.reqBytes[lo:hi], r.respBytes[lo:hi], r.reqCT[lo:hi], r.respCT[lo:hi],
+					r.flags[lo:hi], r.loss[lo:hi], r.record[lo:hi])
+			})
 		})
 	})
 }
