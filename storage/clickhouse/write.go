@@ -8,8 +8,8 @@ import (
 	"iter"
 	"slices"
 	"sync"
-	"unsafe"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
