@@ -7,6 +7,9 @@ DEMO_DIR  := .demo
 FUZZTIME  ?= 10s
 BENCH_DIR ?= .bench
 SHARED    ?= ../shared
+# libpcap's filter compiler (sensor.bpf) needs cgo and libpcap-dev; without
+# them the binary is static and pure Go, and sensor.bpf reports that.
+CGO       ?= $(shell test -e /usr/include/pcap.h && echo 1 || echo 0)
 
 .PHONY: all build run test unit bench fuzz lint conformance clean \
         kafka-up kafka-down clickhouse-up clickhouse-down
@@ -14,7 +17,7 @@ SHARED    ?= ../shared
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/apiscout
+	CGO_ENABLED=$(CGO) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/apiscout
 
 # One process on a demo capture the simulator makes: sensor -> analyzer ->
 # embedded store, web UI and REST API on http://127.0.0.1:8080.

@@ -67,3 +67,38 @@ func (a *app) serveMetrics(ctx context.Context) (func(), error) {
 	}()
 	return func() { <-done }, nil
 }
+
+// aliasFlag adds a short flag name for a configuration key's flag: both
+// set the same value.
+func aliasFlag(cmd *cobra.Command, alias, key, usage string) {
+	f := cmd.Flags().Lookup(key)
+	if f == nil {
+		panic("no flag " + key)
+	}
+	cmd.Flags().Var(f.Value, alias, usage)
+	cmd.PreRunE = chainPreRun(cmd.PreRunE, func(cmd *cobra.Command, _ []string) error {
+		if a := cmd.Flags().Lookup(alias); a.Changed {
+			return cmd.Flags().Set(key, a.Value.String())
+		}
+		return nil
+	})
+}
+
+func chainPreRun(prev, next func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if prev != nil {
+			if err := prev(cmd, args); err != nil {
+				return err
+			}
+		}
+		return next(cmd, args)
+	}
+}
+
+// waitStop cancels nothing itself: it waits for the metrics server to end
+// once ctx is done, or returns at once when the work ended on its own.
+func waitStop(ctx context.Context, waitMetrics func()) {
+	if ctx.Err() != nil {
+		waitMetrics()
+	}
+}

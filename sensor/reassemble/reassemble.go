@@ -1,0 +1,374 @@
+// Package reassemble rebuilds TCP byte streams from segments with
+// gopacket's reassembly and hands each connection's two directions to a
+// stream.Parser: in order, with gaps reported, on packet time.
+//
+// gopacket's assembler has no memory limit until one is set and buffers
+// out-of-order data until told to flush: this package sets both limits,
+// flushes idle connections on packet time, and caps the number of
+// connections tracked, expiring the oldest first under pressure (a SYN
+// flood cannot grow it without bound).
+package reassemble
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/reassembly"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/apiscout/apiscout/sensor/decode"
+	"github.com/apiscout/apiscout/sensor/stream"
+	"github.com/apiscout/apiscout/wire"
+)
+
+// invalidSequence is the assembler's "no byte seen yet" (unexported there).
+const invalidSequence = reassembly.Sequence(-1)
+
+// pageBytes is the size of a page in gopacket's reassembly buffers.
+const pageBytes = 1900
+
+// Options bound the reassembler. Zero values take the defaults noted.
+type Options struct {
+	// MaxBufferedBytes caps out-of-order bytes held across connections
+	// (default 512 MiB); past it every connection is flushed as it goes.
+	MaxBufferedBytes int64
+	// MaxBufferedPerConn caps out-of-order bytes per connection (default
+	// 4 MiB); past it the connection skips ahead and reports a gap.
+	MaxBufferedPerConn int64
+	// MaxConnections caps tracked connections (default 1Mi, about 1 KiB
+	// each plus the parsers' state); past it idle ones expire early.
+	MaxConnections int
+	// IdleTimeout closes a connection without packets (default 2 min).
+	IdleTimeout time.Duration
+	// Midstream accepts connections whose SYN was not seen.
+	Midstream bool
+	// ConnIDBase makes connection ids unique across workers.
+	ConnIDBase uint64
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = 512 << 20
+	}
+	if o.MaxBufferedPerConn <= 0 {
+		o.MaxBufferedPerConn = 4 << 20
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 1 << 20
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+	return o
+}
+
+// Metrics of reassembly, shared by the workers of one sensor.
+type Metrics struct {
+	Connections *prometheus.CounterVec // opened, by how they started
+	Closed      *prometheus.CounterVec // by reason
+	Live        prometheus.Gauge
+	GapBytes    prometheus.Counter
+	Bytes       prometheus.Counter
+	Rejected    *prometheus.CounterVec
+}
+
+// NewMetrics registers the counters on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_tcp_connections_total",
+			Help: "TCP connections tracked, by start: syn or midstream."}, []string{"start"}),
+		Closed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_tcp_connections_closed_total",
+			Help: "TCP connections closed, by reason: fin, rst, idle, evicted, shutdown."}, []string{"reason"}),
+		Live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiscout_tcp_connections_live",
+			Help: "TCP connections tracked now."}),
+		GapBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_capture_loss_bytes_total",
+			Help: "Stream bytes never seen: the receiver acknowledged them or the stream moved past them (Zeek's capture loss)."}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_tcp_stream_bytes_total",
+			Help: "Stream bytes delivered to the protocol parsers."}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_tcp_segments_rejected_total",
+			Help: "TCP segments not reassembled, by reason."}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Connections, m.Closed, m.Live, m.GapBytes, m.Bytes, m.Rejected)
+	}
+	return m
+}
+
+// Reassembler owns one gopacket assembler. It is not safe for concurrent
+// use: each capture worker has its own.
+type Reassembler struct {
+	opts    Options
+	m       *Metrics
+	factory stream.Factory
+	emit    stream.Emit
+	asm     *reassembly.Assembler
+	live    map[*conn]struct{}
+	nextID  uint64
+	now     time.Time
+	flushed time.Time
+	mirror  wire.Mirror
+	// Totals for the sensor's heartbeat.
+	GapBytes, Bytes uint64
+	closeReason     string
+	// lossSeen is set when a receiver acknowledged bytes the capture never
+	// had: the hole will not be filled, so buffered data must go now.
+	lossSeen  bool
+	lastForce time.Time
+}
+
+// New returns a reassembler whose connections are parsed by factory.
+func New(opts Options, factory stream.Factory, emit stream.Emit, m *Metrics) *Reassembler {
+	opts = opts.withDefaults()
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	r := &Reassembler{opts: opts, m: m, factory: factory, emit: emit, live: map[*conn]struct{}{}}
+	pool := reassembly.NewStreamPool(r)
+	r.asm = reassembly.NewAssembler(pool)
+	r.asm.AssemblerOptions.MaxBufferedPagesTotal = int(opts.MaxBufferedBytes / pageBytes)
+	r.asm.AssemblerOptions.MaxBufferedPagesPerConnection = int(opts.MaxBufferedPerConn / pageBytes)
+	return r
+}
+
+type context struct{ ci gopacket.CaptureInfo }
+
+func (c *context) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
+
+// Packet feeds one decoded segment with its capture info.
+func (r *Reassembler) Packet(seg *decode.Segment, ci gopacket.CaptureInfo) {
+	r.mirror = seg.Mirror
+	if ci.Timestamp.After(r.now) {
+		r.now = ci.Timestamp
+	}
+	r.asm.AssembleWithContext(seg.NetFlow, seg.TCP, &context{ci: ci})
+	if r.lossSeen {
+		r.forceFlush()
+	}
+	if r.now.Sub(r.flushed) >= time.Second {
+		r.Advance(r.now)
+	}
+}
+
+// Advance moves packet time: idle connections close, parsers tick, and
+// past the connection cap the oldest expire.
+func (r *Reassembler) Advance(now time.Time) {
+	if now.After(r.now) {
+		r.now = now
+	}
+	r.flushed = r.now
+	r.closeReason = "idle"
+	cut := r.now.Add(-r.opts.IdleTimeout)
+	r.asm.FlushWithOptions(reassembly.FlushOptions{T: cut, TC: cut})
+	if len(r.live) > r.opts.MaxConnections {
+		// Under pressure, expire connections idle for a tenth of the
+		// timeout, then any that is not this second's.
+		r.closeReason = "evicted"
+		for _, frac := range []time.Duration{10, 100} {
+			cut := r.now.Add(-r.opts.IdleTimeout / frac)
+			r.asm.FlushWithOptions(reassembly.FlushOptions{T: cut, TC: cut})
+			if len(r.live) <= r.opts.MaxConnections {
+				break
+			}
+		}
+	}
+	r.closeReason = ""
+	for c := range r.live {
+		c.parser.Tick(r.now)
+	}
+}
+
+// forceFlush pushes buffered data past holes that acknowledgements proved
+// lost, so that what follows a loss is parsed in its turn (a response is
+// not left waiting behind the next request). gopacket can only flush all
+// connections at once; with many connections tracked it is done at most
+// every 100 ms of packet time.
+func (r *Reassembler) forceFlush() {
+	if len(r.live) > 10000 && r.now.Sub(r.lastForce) < 100*time.Millisecond {
+		return
+	}
+	r.lossSeen = false
+	r.lastForce = r.now
+	r.asm.FlushWithOptions(reassembly.FlushOptions{T: r.now.Add(time.Nanosecond)})
+}
+
+// Close flushes every connection (end of input or shutdown).
+func (r *Reassembler) Close(reason string) {
+	r.closeReason = reason
+	r.asm.FlushAll()
+	for c := range r.live { // connections gopacket had already released
+		c.finish(reason, r.now)
+	}
+	r.closeReason = ""
+}
+
+// Live is the number of connections tracked.
+func (r *Reassembler) Live() int { return len(r.live) }
+
+// New implements reassembly.StreamFactory.
+func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	r.nextID++
+	src, _ := netip.AddrFromSlice(netFlow.Src().Raw())
+	dst, _ := netip.AddrFromSlice(netFlow.Dst().Raw())
+	sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
+	c := &conn{r: r, id: r.opts.ConnIDBase + r.nextID}
+	switch {
+	case tcp.SYN && !tcp.ACK:
+	case tcp.SYN && tcp.ACK:
+		c.flip = true
+	default:
+		c.midstream = true
+		// The side with the lower port is taken for the server: clients
+		// use ephemeral ports, servers well-known or registered ones.
+		c.flip = sp < dp
+	}
+	client, server := netip.AddrPortFrom(src.Unmap(), sp), netip.AddrPortFrom(dst.Unmap(), dp)
+	if c.flip {
+		client, server = server, client
+	}
+	start := ac.GetCaptureInfo().Timestamp
+	c.info = stream.ConnInfo{ID: c.id, Client: client, Server: server, Mirror: cloneMirror(r.mirror),
+		Midstream: c.midstream, Start: start}
+	c.parser = r.factory(c.info, r.emit)
+	r.live[c] = struct{}{}
+	r.m.Live.Set(float64(len(r.live)))
+	how := "syn"
+	if c.midstream {
+		how = "midstream"
+	}
+	r.m.Connections.WithLabelValues(how).Inc()
+	return c
+}
+
+func cloneMirror(m wire.Mirror) wire.Mirror {
+	if len(m.VLANs) > 0 {
+		m.VLANs = append([]uint16(nil), m.VLANs...)
+	}
+	return m
+}
+
+// conn is one TCP connection inside the assembler.
+type conn struct {
+	r         *Reassembler
+	id        uint64
+	info      stream.ConnInfo
+	parser    stream.Parser
+	flip      bool // the first packet went server to client
+	midstream bool
+	done      bool
+	sawFIN    bool
+	sawRST    bool
+	// hole is, per direction of the assembler, where the bytes stop being
+	// contiguous while later ones wait; holeSet says there is one.
+	hole    [2]reassembly.Sequence
+	holeSet [2]bool
+}
+
+// Accept implements reassembly.Stream: every segment is taken, bad
+// checksums included (offload makes them common on capture hosts); a
+// connection without SYN starts at its first segment when midstream
+// pickup is on.
+func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+	if tcp.RST {
+		c.sawRST = true
+	}
+	if tcp.FIN {
+		c.sawFIN = true
+	}
+	di, opp := dirIndex(dir), dirIndex(dir.Reverse())
+	if len(tcp.Payload) > 0 && nextSeq != invalidSequence &&
+		nextSeq.Difference(reassembly.Sequence(tcp.Seq)) > 0 && !c.holeSet[di] {
+		c.hole[di], c.holeSet[di] = nextSeq, true
+	}
+	if tcp.ACK && c.holeSet[opp] && c.hole[opp].Difference(reassembly.Sequence(tcp.Ack)) > 0 {
+		c.holeSet[opp] = false
+		c.r.lossSeen = true
+	}
+	if !*start && nextSeq == invalidSequence && !tcp.SYN {
+		if !c.r.opts.Midstream {
+			c.r.m.Rejected.WithLabelValues("midstream_off").Inc()
+			return false
+		}
+		*start = true
+	}
+	return true
+}
+
+func dirIndex(d reassembly.TCPFlowDirection) int {
+	if d == reassembly.TCPDirClientToServer {
+		return 0
+	}
+	return 1
+}
+
+func (c *conn) dir(d reassembly.TCPFlowDirection) stream.Dir {
+	client := d == reassembly.TCPDirClientToServer
+	if c.flip {
+		client = !client
+	}
+	if client {
+		return stream.ClientToServer
+	}
+	return stream.ServerToClient
+}
+
+// ReassembledSG implements reassembly.Stream.
+func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.AssemblerContext) {
+	if c.done {
+		return
+	}
+	d, _, _, skip := sg.Info()
+	length, _ := sg.Lengths()
+	ts := ac.GetCaptureInfo().Timestamp
+	sd := c.dir(d)
+	c.holeSet[dirIndex(d)] = false // data flowed: a remaining hole is noted again on its next segment
+	if skip != 0 {
+		// skip < 0: bytes missing at the start of a stream picked up
+		// midstream, of unknown size.
+		c.parser.Gap(sd, skip, ts)
+		if skip > 0 {
+			c.r.GapBytes += uint64(skip)
+			c.r.m.GapBytes.Add(float64(skip))
+		}
+	}
+	if length > 0 {
+		c.parser.Data(sd, sg.Fetch(length), ts)
+		c.r.Bytes += uint64(length)
+		c.r.m.Bytes.Add(float64(length))
+	}
+}
+
+// ReassemblyComplete implements reassembly.Stream.
+func (c *conn) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
+	reason := c.r.closeReason
+	switch {
+	case reason != "":
+	case c.sawRST:
+		reason = "rst"
+	case c.sawFIN:
+		reason = "fin"
+	default:
+		reason = "idle"
+	}
+	var ts time.Time
+	if ac != nil { // gopacket passes none when a connection closes inside a flush
+		ts = ac.GetCaptureInfo().Timestamp
+	}
+	if ts.IsZero() || ts.Before(c.r.now) && reason != "fin" && reason != "rst" {
+		ts = c.r.now
+	}
+	c.finish(reason, ts)
+	return true
+}
+
+func (c *conn) finish(reason string, ts time.Time) {
+	if c.done {
+		return
+	}
+	c.done = true
+	c.parser.Close(reason, ts)
+	delete(c.r.live, c)
+	c.r.m.Live.Set(float64(len(c.r.live)))
+	c.r.m.Closed.WithLabelValues(reason).Inc()
+}
