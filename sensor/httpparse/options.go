@@ -73,6 +73,11 @@ type Upgrade struct {
 	// Time is the packet time of the switch: the end of the 101 (or 2xx
 	// to CONNECT), or the first byte of the HTTP/2 preface.
 	Time time.Time
+	// Method, Host, Path and Query are the upgrade request's, and
+	// ResponseHeaders the 101's (WebSocket extensions are negotiated
+	// there); empty for prior knowledge.
+	Method, Host, Path, Query string
+	ResponseHeaders           []wire.Header
 }
 
 // Defaults of the limits, with their costs documented on Options.

@@ -252,7 +252,10 @@ func (c *conn) expire(now time.Time) {
 func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 	c.f.m.upgrade(protocol)
 	var reqHeaders []wire.Header
+	up := Upgrade{Protocol: protocol, Conn: c.info, Emit: c.emit, NextIndex: c.next, Time: ts}
 	if p != nil {
+		up.Method, up.Host, up.Path, up.Query = p.tx.Method, p.tx.Host, p.tx.Path, p.tx.Query
+		up.ResponseHeaders = append([]wire.Header(nil), p.tx.ResponseHeaders...)
 		p.tx.Flags |= wire.FlagUpgrade
 		p.tx.Extra = append(p.tx.Extra, wire.Header{Name: "upgrade", Value: protocol})
 		if !p.reqDone {
@@ -278,10 +281,8 @@ func (c *conn) switchTo(protocol string, p *pair, ts time.Time) {
 		c.out(q)
 	}
 	if c.f.opts.OnUpgrade != nil {
-		c.takeover = c.f.opts.OnUpgrade(Upgrade{
-			Protocol: protocol, Conn: c.info, Emit: c.emit,
-			NextIndex: c.next, RequestHeaders: reqHeaders, Time: ts,
-		})
+		up.RequestHeaders = reqHeaders
+		c.takeover = c.f.opts.OnUpgrade(up)
 	}
 	if c.takeover == nil {
 		c.f.m.problem(ReasonTunnelDropped)

@@ -38,11 +38,10 @@ func NewFactory(cfg config.SensorConfig, log *zap.Logger, reg prometheus.Registe
 	h1opts.OnUpgrade = func(u httpparse.Upgrade) stream.Parser {
 		switch u.Protocol {
 		case "websocket":
-			host, _ := header(u.RequestHeaders, "Host")
-			s := wsparse.StartFromHandshake(u.Conn, u.NextIndex, host, "", "", u.Conn.Start, u.RequestHeaders, nil)
+			s := wsparse.StartFromHandshake(u.Conn, u.NextIndex, u.Host, u.Path, u.Query, u.Time, u.RequestHeaders, u.ResponseHeaders)
 			return wsparse.New(s, wsopts, wsm, u.Emit)
 		case "h2c":
-			return http2parse.NewUpgraded(u.Conn, h2opts, h2m, u.Emit, u.NextIndex, pseudo(u.RequestHeaders), u.Conn.Start)
+			return http2parse.NewUpgraded(u.Conn, h2opts, h2m, u.Emit, u.NextIndex, pseudo(u), u.Time)
 		case "h2":
 			return http2parse.New(u.Conn, h2opts, h2m, u.Emit, true)
 		}
@@ -84,23 +83,15 @@ func NewFactory(cfg config.SensorConfig, log *zap.Logger, reg prometheus.Registe
 	}, nil
 }
 
-func header(hs []wire.Header, name string) (string, bool) {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, name) {
-			return h.Value, true
-		}
+// pseudo gives the HTTP/2 form of an upgraded HTTP/1 request, so that
+// stream 1 carries its method, path and authority.
+func pseudo(u httpparse.Upgrade) []wire.Header {
+	path := u.Path
+	if u.Query != "" {
+		path += "?" + u.Query
 	}
-	return "", false
-}
-
-// pseudo gives the HTTP/2 form of an upgraded HTTP/1 request's headers,
-// so that stream 1 carries its authority.
-func pseudo(hs []wire.Header) []wire.Header {
-	out := make([]wire.Header, 0, len(hs)+1)
-	if host, ok := header(hs, "Host"); ok {
-		out = append(out, wire.Header{Name: ":authority", Value: host})
-	}
-	for _, h := range hs {
+	out := []wire.Header{{Name: ":method", Value: u.Method}, {Name: ":path", Value: path}, {Name: ":authority", Value: u.Host}}
+	for _, h := range u.RequestHeaders {
 		out = append(out, wire.Header{Name: strings.ToLower(h.Name), Value: h.Value})
 	}
 	return out

@@ -149,6 +149,9 @@ func TestRealPeers(t *testing.T) {
 		}
 		count[tx.Protocol+" "+tx.Method+" "+path]++
 		protos = append(protos, tx.Protocol)
+		if tx.Protocol == "websocket" && (tx.Path != "/ws" || tx.Host != ln.Addr().String()) {
+			t.Errorf("websocket record without its upgrade request: host %q path %q", tx.Host, tx.Path)
+		}
 		if strings.Contains(tx.Path, "/tls/") && !hasExtra(tx, "tls.decrypted") {
 			t.Errorf("decrypted call without its TLS mark: %+v", tx.Extra)
 		}
