@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/apiscout/apiscout/storage"
 )
 
 // chdbLib is the chdb library (ClickHouse as a shared library, from the
@@ -200,6 +202,68 @@ SETTINGS insert_deduplication_token = 'checkpoints-1-def' VALUES ('k', 2, now(),
 		t.Errorf("a different token: %d rows, want 2", n)
 	}
 
+	// Every read query of the store, bound as clickhouse-go binds, on one
+	// row of each record. The rows are from the last hour: the tables'
+	// TTL drops older ones as they are inserted.
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	at := func(m int) string { return base.Add(time.Duration(m) * time.Minute).Format("2006-01-02 15:04:05") }
+	for _, ins := range []string{
+		`INSERT INTO apiscout.endpoints (service, method, path, version, protocol, classification, calls, first_seen, last_seen,
+    auth, sensitive, unauthenticated, risk_score, findings, record)
+VALUES ('api.shop.example', 'GET', '/v1/users/{userId}', 1, 'http/1.1', 'shadow', 5, '` + at(0) + `', '` + at(10) + `',
+    ['none'], ['email'], 1, 3.5, [], '{}'),
+    ('api.shop.example', 'GET', '/v1/users/{userId}', 2, 'http/1.1', 'shadow', 9, '` + at(0) + `', '` + at(20) + `',
+    ['none'], ['email'], 1, 3.5, [], '{}')`,
+		`INSERT INTO apiscout.services (service, version, calls, first_seen, last_seen, risk_score, spec, record)
+VALUES ('api.shop.example', 1, 9, '` + at(0) + `', '` + at(20) + `', 3.5, '', '{}')`,
+		`INSERT INTO apiscout.anomalies (id, version, type, severity, owasp, host, method, path, client, started_at, ended_at,
+    observed, expected, summary, state, count, record)
+VALUES ('inc-1', 1, 'rate_spike', 'high', 'API4:2023', 'api.shop.example', 'GET', '/v1/users/{userId}', '10.1.0.1',
+    '` + at(5) + `', '` + at(6) + `', 100, 10, 'spike', 'open', 3, '{}')`,
+		`INSERT INTO apiscout.endpoint_minutes (minute, service, method, path, calls, errors_4xx, errors_5xx, no_response,
+    unauthenticated, latency_p50_ms, latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_max_ms, request_bytes,
+    response_bytes, status_codes, status_counts)
+VALUES ('` + at(5) + `', 'api.shop.example', 'GET', '/v1/users/{userId}', 10, 1, 0, 0, 10, 5, 9, 10, 12, 20, 100, 2000, [200, 404], [9, 1])`,
+		`INSERT INTO apiscout.transactions (ts, id, sensor_id, seq, service, method, path, query, status, protocol, client, server,
+    duration_us, request_bytes, response_bytes, request_content_type, response_content_type, flags, capture_loss, record)
+VALUES ('` + at(5) + `.123', 'sensor-a-1-0-x', 'sensor-a', 1, 'api.shop.example', 'GET', '/v1/users/42', '', 200,
+    'http/1.1', '10.1.0.1:40000', '10.2.0.1:443', 1200, 0, 100, '', 'application/json', 0, 0, '')`,
+	} {
+		must(ins)
+	}
+	rs := &Store{opts: Options{Database: "apiscout"}}
+	from, to := base, base.Add(time.Hour)
+	var reads []readQuery
+	for _, q := range []storage.EndpointQuery{
+		{}, {Service: "api.shop.example", Classification: "shadow", Unauthenticated: true, Sensitive: "email", Search: "USERS", Sort: "-last_seen"},
+		{Sensitive: "any", Sort: "first_seen", Limit: 5, Offset: 0},
+	} {
+		c, p, err := rs.endpointsQueries(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads = append(reads, c, p)
+	}
+	sum, recs := rs.servicesQueries()
+	c, p := rs.anomaliesQueries(storage.AnomalyQuery{Host: "api.shop.example", Type: "rate_spike", State: "open", From: from, To: to})
+	reads = append(reads, sum, recs, c, p,
+		rs.statsQuery("api.shop.example", "GET", "/v1/users/{userId}", from, to),
+		rs.transactionsQuery(storage.TransactionQuery{IDs: []string{"sensor-a-1-0-x", "other"}, Service: "api.shop.example", From: from, To: to}),
+	)
+	for _, r := range reads {
+		q := bindLikeClient(t, r)
+		n, err := s.exec(t, q)
+		if err != nil {
+			t.Errorf("read query: %v\n%s", err, q)
+		} else if n == 0 {
+			t.Errorf("read query found none of the rows inserted for it:\n%s", q)
+		}
+	}
+	must("INSERT INTO apiscout.checkpoints (key, version, saved_at, offsets, data) VALUES ('svc', 1, now(), '{}', 'x')")
+	if n, err := s.exec(t, bindLikeClient(t, rs.checkpointQuery("svc"))); err != nil || n != 1 {
+		t.Errorf("checkpoint query: %d rows, %v", n, err)
+	}
+
 	// Every dashboard query, with Grafana's expansion.
 	queries := 0
 	for name, db := range loadDashboards(t) {
@@ -227,4 +291,40 @@ SETTINGS insert_deduplication_token = 'checkpoints-1-def' VALUES ('k', 2, now(),
 		}
 	}
 	t.Logf("chdb ran %d DDL statements and %d dashboard queries", statements, queries)
+}
+
+// bindLikeClient puts r's values into its placeholders the way
+// clickhouse-go's client-side binding does for the types the store binds.
+func bindLikeClient(t *testing.T, r readQuery) string {
+	t.Helper()
+	var b strings.Builder
+	args := r.args
+	for _, c := range r.sql {
+		if c != '?' {
+			b.WriteRune(c)
+			continue
+		}
+		if len(args) == 0 {
+			t.Fatalf("more placeholders than values in %s", r.sql)
+		}
+		switch v := args[0].(type) {
+		case string:
+			b.WriteString(sqlString(v))
+		case int64:
+			fmt.Fprint(&b, v)
+		case []string:
+			quoted := make([]string, len(v))
+			for i, s := range v {
+				quoted[i] = sqlString(s)
+			}
+			b.WriteString("[" + strings.Join(quoted, ", ") + "]")
+		default:
+			t.Fatalf("no binding for %T", v)
+		}
+		args = args[1:]
+	}
+	if len(args) != 0 {
+		t.Fatalf("%d values left over for %s", len(args), r.sql)
+	}
+	return b.String()
 }

@@ -41,12 +41,18 @@ FROM ` + s.table("endpoints") + ` ` + where + `
 GROUP BY service, method, path`
 }
 
-// Endpoints returns one page of endpoints matching q, in q.Sort order, and
-// how many match in all.
-func (s *Store) Endpoints(ctx context.Context, q storage.EndpointQuery) ([]inventory.Endpoint, int, error) {
+// readQuery is one read's SQL with its bound values (clickhouse-go binds
+// them client-side, quoted: values never become SQL text).
+type readQuery struct {
+	sql  string
+	args []any
+}
+
+// endpointsQueries builds the count and the page query of Endpoints.
+func (s *Store) endpointsQueries(q storage.EndpointQuery) (count, page readQuery, err error) {
 	col, desc, err := storage.SortColumn(q.Sort)
 	if err != nil {
-		return nil, 0, err
+		return count, page, err
 	}
 	var (
 		conds []string
@@ -79,17 +85,32 @@ func (s *Store) Endpoints(ctx context.Context, q storage.EndpointQuery) ([]inven
 		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	inner := s.latestEndpoints(q.Service != "")
-	var total uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ("+inner+")"+where, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("clickhouse endpoints count: %w", err)
-	}
 	dir := "ASC"
 	if desc {
 		dir = "DESC"
 	}
-	// col comes from storage.SortKeys, never from the request.
-	query := fmt.Sprintf("SELECT l_record FROM (%s)%s ORDER BY l_%s %s, l_service, l_method, l_path LIMIT %d, %d",
-		inner, where, col, dir, max(q.Offset, 0), storage.PageLimit(q.Limit))
+	order := "l_" + col // col comes from storage.SortKeys, never from the request
+	if col == "first_seen" || col == "last_seen" {
+		order = "toDateTime(" + order + ")" // seconds, as on servers without DateTime64
+	}
+	count = readQuery{"SELECT count() FROM (" + inner + ")" + where, args}
+	page = readQuery{fmt.Sprintf("SELECT l_record FROM (%s)%s ORDER BY %s %s, l_service, l_method, l_path LIMIT %d, %d",
+		inner, where, order, dir, max(q.Offset, 0), storage.PageLimit(q.Limit)), args}
+	return count, page, nil
+}
+
+// Endpoints returns one page of endpoints matching q, in q.Sort order, and
+// how many match in all.
+func (s *Store) Endpoints(ctx context.Context, q storage.EndpointQuery) ([]inventory.Endpoint, int, error) {
+	countQ, pageQ, err := s.endpointsQueries(q)
+	if err != nil {
+		return nil, 0, err
+	}
+	var total uint64
+	if err := s.conn.QueryRow(ctx, countQ.sql, countQ.args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("clickhouse endpoints count: %w", err)
+	}
+	query, args := pageQ.sql, pageQ.args
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("clickhouse endpoints: %w", err)
@@ -113,17 +134,26 @@ func (s *Store) Endpoints(ctx context.Context, q storage.EndpointQuery) ([]inven
 	return out, int(total), nil
 }
 
+// servicesQueries builds the endpoint summary and the service records
+// queries of Services.
+func (s *Store) servicesQueries() (summary, records readQuery) {
+	summary.sql = `SELECT l_service, count(), sum(l_calls), min(l_first_seen), max(l_last_seen),
+    countIf(l_classification = 'shadow'), countIf(l_classification = 'zombie'),
+    countIf(l_unauthenticated = 1), countIf(notEmpty(l_sensitive)), max(l_risk_score)
+FROM (` + s.latestEndpoints(false) + `)
+GROUP BY l_service ORDER BY l_service`
+	records.sql = "SELECT service, argMax(record, version) FROM " + s.table("services") + " GROUP BY service"
+	return summary, records
+}
+
 // Services returns every service with counts over its latest endpoints,
 // sorted by name. A service known only from its endpoints is returned
 // with what they tell.
 func (s *Store) Services(ctx context.Context) ([]storage.ServiceSummary, error) {
 	byName := map[string]*storage.ServiceSummary{}
 	var order []string
-	rows, err := s.conn.Query(ctx, `SELECT l_service, count(), sum(l_calls), min(l_first_seen), max(l_last_seen),
-    countIf(l_classification = 'shadow'), countIf(l_classification = 'zombie'),
-    countIf(l_unauthenticated = 1), countIf(notEmpty(l_sensitive)), max(l_risk_score)
-FROM (`+s.latestEndpoints(false)+`)
-GROUP BY l_service ORDER BY l_service`)
+	summaryQ, recordsQ := s.servicesQueries()
+	rows, err := s.conn.Query(ctx, summaryQ.sql)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse services: %w", err)
 	}
@@ -149,7 +179,7 @@ GROUP BY l_service ORDER BY l_service`)
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse services: %w", err)
 	}
-	rows, err = s.conn.Query(ctx, "SELECT service, argMax(record, version) FROM "+s.table("services")+" GROUP BY service")
+	rows, err = s.conn.Query(ctx, recordsQ.sql)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse services: %w", err)
 	}
@@ -177,9 +207,8 @@ GROUP BY l_service ORDER BY l_service`)
 	return storage.SortServices(byName, order), nil
 }
 
-// Anomalies returns one page of incidents matching q, latest start first,
-// and how many match in all.
-func (s *Store) Anomalies(ctx context.Context, q storage.AnomalyQuery) ([]anomaly.Anomaly, int, error) {
+// anomaliesQueries builds the count and the page query of Anomalies.
+func (s *Store) anomaliesQueries(q storage.AnomalyQuery) (count, page readQuery) {
 	var (
 		conds []string
 		args  []any
@@ -221,12 +250,21 @@ func (s *Store) Anomalies(ctx context.Context, q storage.AnomalyQuery) ([]anomal
     argMax(path, version) AS l_path, argMax(type, version) AS l_type, argMax(severity, version) AS l_severity,
     argMax(state, version) AS l_state, argMax(started_at, version) AS l_start
 FROM ` + s.table("anomalies") + ` GROUP BY id`
+	count = readQuery{"SELECT count() FROM (" + inner + ")" + where, args}
+	page = readQuery{fmt.Sprintf("SELECT l_record FROM (%s)%s ORDER BY toDateTime(l_start) DESC, l_id LIMIT %d, %d",
+		inner, where, max(q.Offset, 0), storage.PageLimit(q.Limit)), args}
+	return count, page
+}
+
+// Anomalies returns one page of incidents matching q, latest start first,
+// and how many match in all.
+func (s *Store) Anomalies(ctx context.Context, q storage.AnomalyQuery) ([]anomaly.Anomaly, int, error) {
+	countQ, pageQ := s.anomaliesQueries(q)
 	var total uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ("+inner+")"+where, args...).Scan(&total); err != nil {
+	if err := s.conn.QueryRow(ctx, countQ.sql, countQ.args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("clickhouse anomalies count: %w", err)
 	}
-	query := fmt.Sprintf("SELECT l_record FROM (%s)%s ORDER BY l_start DESC, l_id LIMIT %d, %d",
-		inner, where, max(q.Offset, 0), storage.PageLimit(q.Limit))
+	query, args := pageQ.sql, pageQ.args
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("clickhouse anomalies: %w", err)
@@ -253,21 +291,8 @@ FROM ` + s.table("anomalies") + ` GROUP BY id`
 // EndpointStats returns the per-minute statistics of one endpoint with
 // from <= minute < to, oldest first (zero times: unbounded).
 func (s *Store) EndpointStats(ctx context.Context, service, method, path string, from, to time.Time) ([]storage.EndpointMinute, error) {
-	query := `SELECT minute, calls, errors_4xx, errors_5xx, no_response, unauthenticated,
-    latency_p50_ms, latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_max_ms,
-    request_bytes, response_bytes, status_codes, status_counts
-FROM ` + s.table("endpoint_minutes") + ` FINAL
-WHERE service = ? AND method = ? AND path = ?`
-	args := []any{service, method, path}
-	if !from.IsZero() {
-		query += " AND minute >= toDateTime(?)"
-		args = append(args, from.Unix())
-	}
-	if !to.IsZero() {
-		query += " AND minute < toDateTime(?)"
-		args = append(args, to.Unix())
-	}
-	rows, err := s.conn.Query(ctx, query+" ORDER BY minute", args...)
+	sq := s.statsQuery(service, method, path, from, to)
+	rows, err := s.conn.Query(ctx, sq.sql, sq.args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse endpoint stats: %w", err)
 	}
@@ -301,8 +326,27 @@ WHERE service = ? AND method = ? AND path = ?`
 	return out, nil
 }
 
-// Transactions returns stored transactions, newest first, each once.
-func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([]wire.Transaction, error) {
+// statsQuery builds the query of EndpointStats.
+func (s *Store) statsQuery(service, method, path string, from, to time.Time) readQuery {
+	query := `SELECT minute, calls, errors_4xx, errors_5xx, no_response, unauthenticated,
+    latency_p50_ms, latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_max_ms,
+    request_bytes, response_bytes, status_codes, status_counts
+FROM ` + s.table("endpoint_minutes") + ` FINAL
+WHERE service = ? AND method = ? AND path = ?`
+	args := []any{service, method, path}
+	if !from.IsZero() {
+		query += " AND minute >= toDateTime(?)"
+		args = append(args, from.Unix())
+	}
+	if !to.IsZero() {
+		query += " AND minute < toDateTime(?)"
+		args = append(args, to.Unix())
+	}
+	return readQuery{query + " ORDER BY minute", args}
+}
+
+// transactionsQuery builds the query of Transactions.
+func (s *Store) transactionsQuery(q storage.TransactionQuery) readQuery {
 	var (
 		conds []string
 		args  []any
@@ -327,8 +371,14 @@ func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([
 	if len(conds) > 0 {
 		where = " WHERE " + strings.Join(conds, " AND ")
 	}
-	query := fmt.Sprintf("SELECT id, any(record), max(ts) AS l_ts FROM %s%s GROUP BY id ORDER BY l_ts DESC, id LIMIT %d",
-		s.table("transactions"), where, storage.PageLimit(q.Limit))
+	return readQuery{fmt.Sprintf("SELECT id, any(record), max(ts) AS l_ts FROM %s%s GROUP BY id ORDER BY l_ts DESC, id LIMIT %d",
+		s.table("transactions"), where, storage.PageLimit(q.Limit)), args}
+}
+
+// Transactions returns stored transactions, newest first, each once.
+func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([]wire.Transaction, error) {
+	tq := s.transactionsQuery(q)
+	query, args := tq.sql, tq.args
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse transactions: %w", err)
@@ -355,6 +405,12 @@ func (s *Store) Transactions(ctx context.Context, q storage.TransactionQuery) ([
 	return out, nil
 }
 
+// checkpointQuery builds the query of LoadCheckpoint.
+func (s *Store) checkpointQuery(key string) readQuery {
+	return readQuery{"SELECT argMax(data, version), argMax(offsets, version), max(version), argMax(saved_at, version) FROM " +
+		s.table("checkpoints") + " WHERE key = ? GROUP BY key", []any{key}}
+}
+
 // LoadCheckpoint returns the latest checkpoint saved for key, or
 // storage.ErrNotFound.
 func (s *Store) LoadCheckpoint(ctx context.Context, key string) (storage.Checkpoint, error) {
@@ -363,8 +419,8 @@ func (s *Store) LoadCheckpoint(ctx context.Context, key string) (storage.Checkpo
 		version       uint64
 		saved         time.Time
 	)
-	err := s.conn.QueryRow(ctx, "SELECT argMax(data, version), argMax(offsets, version), max(version), argMax(saved_at, version) FROM "+
-		s.table("checkpoints")+" WHERE key = ? GROUP BY key", key).Scan(&data, &offsets, &version, &saved)
+	cq := s.checkpointQuery(key)
+	err := s.conn.QueryRow(ctx, cq.sql, cq.args...).Scan(&data, &offsets, &version, &saved)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return storage.Checkpoint{}, fmt.Errorf("clickhouse checkpoint %s: %w", key, storage.ErrNotFound)
