@@ -13,13 +13,15 @@ type StorageConfig struct {
 	// Path of the embedded database file.
 	Path string `yaml:"path" help:"embedded store file"`
 	// ClickHouse connection.
-	ClickHouseAddr     []string      `yaml:"clickhouse_addr" help:"ClickHouse native addresses host:9000, comma separated"`
-	ClickHouseDatabase string        `yaml:"clickhouse_database" help:"ClickHouse database"`
-	ClickHouseUser     string        `yaml:"clickhouse_user" help:"ClickHouse user"`
-	ClickHousePassword string        `yaml:"clickhouse_password" help:"ClickHouse password (prefer the environment variable)"`
-	ClickHouseTLS      bool          `yaml:"clickhouse_tls" help:"connect to ClickHouse with TLS"`
-	BatchSize          int           `yaml:"batch_size" help:"rows per insert batch"`
-	FlushInterval      time.Duration `yaml:"flush_interval" help:"longest wait before a partial batch is written"`
+	ClickHouseAddr     []string `yaml:"clickhouse_addr" help:"ClickHouse native addresses host:9000, comma separated"`
+	ClickHouseDatabase string   `yaml:"clickhouse_database" help:"ClickHouse database"`
+	ClickHouseUser     string   `yaml:"clickhouse_user" help:"ClickHouse user"`
+	ClickHousePassword string   `yaml:"clickhouse_password" help:"ClickHouse password (prefer the environment variable)"`
+	ClickHouseTLS      bool     `yaml:"clickhouse_tls" help:"connect to ClickHouse with TLS"`
+	// ClickHouseCompression of the native protocol.
+	ClickHouseCompression string        `yaml:"clickhouse_compression" help:"ClickHouse wire compression: lz4, zstd or none (none: less CPU on a local or LAN server)"`
+	BatchSize             int           `yaml:"batch_size" help:"rows per insert batch"`
+	FlushInterval         time.Duration `yaml:"flush_interval" help:"longest wait before a partial batch is written"`
 	// SampleTransactions stores 1 in N transactions' metadata (1 = all).
 	SampleTransactions int  `yaml:"sample_transactions" help:"store 1 in N transactions (1: all)"`
 	StoreBodies        bool `yaml:"store_bodies" help:"store (redacted) bodies with transactions"`
@@ -41,11 +43,14 @@ func defaultStorage() StorageConfig {
 		ClickHouseAddr:     []string{"127.0.0.1:9000"},
 		ClickHouseDatabase: "apiscout",
 		ClickHouseUser:     "default",
-		BatchSize:          50000,
-		FlushInterval:      time.Second,
-		SampleTransactions: 1,
-		RetentionDays:      30,
-		Migrate:            true,
+		// lz4 costs ~1µs of CPU per transaction row and cuts the bytes sent
+		// by ~3/4.
+		ClickHouseCompression: "lz4",
+		BatchSize:             50000,
+		FlushInterval:         time.Second,
+		SampleTransactions:    1,
+		RetentionDays:         30,
+		Migrate:               true,
 		// 30s rides out a server restart; longer holds the batch (up to
 		// batch_size rows) in memory that much longer.
 		RetryMaxElapsed: 30 * time.Second,
@@ -73,6 +78,11 @@ func (s *StorageConfig) validate() error {
 	}
 	if s.RetryMaxElapsed < 0 {
 		errs = append(errs, fmt.Errorf("storage.retry_max_elapsed: %s, want 0 (default 30s) or more", s.RetryMaxElapsed))
+	}
+	switch s.ClickHouseCompression {
+	case "lz4", "zstd", "none":
+	default:
+		errs = append(errs, fmt.Errorf("storage.clickhouse_compression: %q is not lz4, zstd or none", s.ClickHouseCompression))
 	}
 	if s.InsertConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("storage.insert_concurrency: %d, want at least 1", s.InsertConcurrency))

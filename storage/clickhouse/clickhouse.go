@@ -63,6 +63,10 @@ type Options struct {
 	RetryInitial time.Duration
 	// DialTimeout bounds a connection attempt (default 5s).
 	DialTimeout time.Duration
+	// Compression of the native protocol: "lz4" (default), "zstd" or
+	// "none". LZ4 costs ~1µs of client CPU per transaction row and saves
+	// ~3/4 of the bytes; "none" suits a server on the same host or LAN.
+	Compression string
 }
 
 // OptionsFromConfig maps the storage section to Options.
@@ -79,6 +83,7 @@ func OptionsFromConfig(c config.StorageConfig) Options {
 		RetentionDays:      c.RetentionDays,
 		RetryMaxElapsed:    c.RetryMaxElapsed,
 		InsertConcurrency:  c.InsertConcurrency,
+		Compression:        c.ClickHouseCompression,
 	}
 }
 
@@ -106,6 +111,9 @@ func (o *Options) defaults() {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
+	}
+	if o.Compression == "" {
+		o.Compression = "lz4"
 	}
 }
 
@@ -179,6 +187,16 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 	if len(opts.Addr) == 0 {
 		return nil, errors.New("clickhouse: storage.clickhouse_addr is empty")
 	}
+	var compression *ch.Compression
+	switch opts.Compression {
+	case "lz4":
+		compression = &ch.Compression{Method: ch.CompressionLZ4}
+	case "zstd":
+		compression = &ch.Compression{Method: ch.CompressionZSTD}
+	case "none":
+	default:
+		return nil, fmt.Errorf("clickhouse: storage.clickhouse_compression %q is not lz4, zstd or none", opts.Compression)
+	}
 	chOpts := &ch.Options{
 		Addr: opts.Addr,
 		Auth: ch.Auth{Database: "default", Username: opts.User, Password: opts.Password},
@@ -188,7 +206,7 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 		MaxOpenConns:    8,
 		MaxIdleConns:    4,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &ch.Compression{Method: ch.CompressionLZ4},
+		Compression:     compression,
 	}
 	if opts.TLS {
 		chOpts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
