@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# A throwaway Apache Kafka 4 broker (KRaft, one node acting as broker and
+# controller) on loopback, for tests and development. Its jars come from
+# Maven Central through mvn (deploy/dev/kafka/pom.xml), cached under
+# ~/.cache/apiscout; data and logs live in one temporary folder.
+#
+#   kafka.sh fetch   download the jars (once; .ci/run calls it)
+#   kafka.sh up      start the broker (idempotent) and wait until it serves
+#   kafka.sh down    stop it and remove its folder
+#   kafka.sh stop    stop it (kill -9 with KAFKA_KILL=1), keep its data
+#   kafka.sh env     print the variables the Go tests read
+#   kafka.sh status  exit 0 when it serves
+#
+# Environment (a test that kills its own broker uses other values):
+#   KAFKA_DIR              folder (default ${TMPDIR:-/tmp}/apiscout-kafka)
+#   KAFKA_PORT             client port (default 19092)
+#   KAFKA_CONTROLLER_PORT  controller port (default 19093)
+set -euo pipefail
+
+version=4.1.1
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${APISCOUT_CACHE:-$HOME/.cache/apiscout}/kafka-$version
+dir=${KAFKA_DIR:-${TMPDIR:-/tmp}/apiscout-kafka}
+port=${KAFKA_PORT:-19092}
+cport=${KAFKA_CONTROLLER_PORT:-19093}
+pidfile=$dir/kafka.pid
+
+fetch() {
+	if [ -f "$cache/.complete" ]; then
+		return
+	fi
+	command -v java >/dev/null || { echo "kafka.sh: java not found: install a JDK 17 (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	command -v mvn >/dev/null || { echo "kafka.sh: mvn not found: install Maven (apt-get install maven)" >&2; exit 1; }
+	echo "kafka.sh: fetching Kafka $version jars from Maven Central" >&2
+	rm -rf "$cache/libs"
+	mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
+		dependency:copy-dependencies -DoutputDirectory="$cache/libs" >&2
+	touch "$cache/.complete"
+}
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+serves() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null
+}
+
+up() {
+	fetch
+	if running && serves; then
+		return
+	fi
+	mkdir -p "$dir/data"
+	cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=8
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.flush.interval.messages=1
+PROPS
+	cat >"$dir/log4j2.properties" <<PROPS
+rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=file
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName=$dir/server.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+PROPS
+	local cp="$cache/libs/*"
+	local jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+		"-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$cp")
+	if [ ! -f "$dir/data/meta.properties" ]; then
+		local id
+		id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+		"${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+			{ echo "kafka.sh: formatting storage failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
+	fi
+	: >"$dir/server.log"
+	setsid "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+	for _ in $(seq 1 120); do
+		if serves; then
+			echo "kafka.sh: broker on 127.0.0.1:$port (data in $dir)" >&2
+			return
+		fi
+		if ! running; then
+			echo "kafka.sh: broker exited; its log:" >&2
+			tail -n 40 "$dir/stdout.log" "$dir/server.log" >&2
+			exit 1
+		fi
+		sleep 0.5
+	done
+	echo "kafka.sh: broker did not start within 60s; see $dir/server.log" >&2
+	exit 1
+}
+
+stop() {
+	if running; then
+		local pid sig=TERM
+		pid=$(cat "$pidfile")
+		[ "${KAFKA_KILL:-0}" = 1 ] && sig=KILL
+		kill -s "$sig" "$pid" 2>/dev/null || true
+		for _ in $(seq 1 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+}
+
+case "${1:-}" in
+fetch) fetch ;;
+up) up ;;
+stop) stop ;;
+down) stop; rm -rf "$dir" ;;
+env) echo "export APISCOUT_TEST_KAFKA=127.0.0.1:$port" ;;
+status) running && serves ;;
+*) echo "usage: $0 fetch|up|down|stop|env|status" >&2; exit 2 ;;
+esac
