@@ -172,9 +172,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"table"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.batches, m.retries, m.failed, m.sampled, m.seconds)
+		m.rows = register(reg, m.rows)
+		m.batches = register(reg, m.batches)
+		m.retries = register(reg, m.retries)
+		m.failed = register(reg, m.failed)
+		m.sampled = register(reg, m.sampled)
+		m.seconds = register(reg, m.seconds)
 	}
 	return m
+}
+
+// register adds c to reg, or returns the collector already there: a
+// process may open the store more than once (a command that migrates,
+// then runs), and both must count into the same series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("clickhouse metrics: %v", err)) // two different metrics of one name: a bug
+	}
+	return c
 }
 
 // Open connects, detects the server's features and, when migrate is true,

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/apiscout/apiscout/storage/storagetest"
@@ -109,5 +111,28 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 	if tables != 8 {
 		t.Errorf("database holds %d tables, want 8", tables)
+	}
+}
+
+func TestOpenTwiceSharesMetrics(t *testing.T) {
+	addr := testAddr(t)
+	db := testDatabase(t, addr)
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	var stores []*Store
+	for i := 0; i < 2; i++ {
+		s, err := Open(ctx, Options{Addr: []string{addr}, Database: db}, true, zaptest.NewLogger(t), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	if stores[0].m.rows != stores[1].m.rows {
+		t.Error("two stores on one registry count into different series")
+	}
+	if _, err := Open(ctx, Options{Addr: []string{addr}, Database: db, Compression: "snappy"}, false, nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "storage.clickhouse_compression") {
+		t.Errorf("unknown compression: %v", err)
 	}
 }

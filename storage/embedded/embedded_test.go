@@ -89,3 +89,57 @@ func TestSampling(t *testing.T) {
 		t.Errorf("stored %d transactions, want %d", len(got), want)
 	}
 }
+
+func TestRetentionByPacketTime(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "r.db"), RetentionDays: 1}, true, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := storagetest.Generate(3, testStart, 3, 20)
+	recent := storagetest.Generate(4, testStart.Add(48*time.Hour), 3, 20)
+	for _, d := range []*storagetest.Data{old, recent} {
+		if err := storagetest.WriteAll(ctx, s, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Transactions(ctx, storage.TransactionQuery{Limit: storage.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recent.Transactions) {
+		t.Errorf("%d transactions kept, want the %d of the last day", len(got), len(recent.Transactions))
+	}
+	e := old.Endpoints[0]
+	if st, err := s.EndpointStats(ctx, e.Service, e.Method, e.Path, time.Time{}, testStart.Add(24*time.Hour)); err != nil || len(st) != 0 {
+		t.Errorf("statistics two days old: %d minutes kept (%v)", len(st), err)
+	}
+	// The inventory is not data to expire.
+	if _, total, err := s.Endpoints(ctx, storage.EndpointQuery{}); err != nil || total < len(old.Endpoints) {
+		t.Errorf("endpoints after expiry: %d (%v)", total, err)
+	}
+}
+
+// BenchmarkWriteTransactions is the embedded store's insert rate, for
+// apiscout run (one process, no server).
+func BenchmarkWriteTransactions(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: filepath.Join(b.TempDir(), "b.db")}, true, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	d := storagetest.Generate(9, testStart, 10, 1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, tx := range d.Transactions {
+			tx.ConnID = uint64(i)<<32 | uint64(j)
+		}
+		if err := s.WriteTransactions(ctx, d.Transactions); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(d.Transactions))/b.Elapsed().Seconds(), "rows/s")
+}
