@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/apiscout/apiscout/storage/storagetest"
 )
 
@@ -245,4 +247,56 @@ func countRows(ctx context.Context, s *Store, q string) (int, error) {
 		n++
 	}
 	return n, rows.Err()
+}
+
+// TestGrafanaProvisioning checks that the provisioning files parse, that
+// the data source is the plugin the dashboards ask for, and that the
+// dashboards provider points where the README mounts dashboards/.
+func TestGrafanaProvisioning(t *testing.T) {
+	root := filepath.Join(repoRoot(t), "deploy", "grafana", "provisioning")
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Type     string         `yaml:"type"`
+			UID      string         `yaml:"uid"`
+			JSONData map[string]any `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, filepath.Join(root, "datasources", "clickhouse.yaml"), &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "grafana-clickhouse-datasource" {
+		t.Fatalf("data source provisioning: %+v", ds)
+	}
+	if p := ds.Datasources[0].JSONData["protocol"]; p != "native" {
+		t.Errorf("data source protocol %v, want native", p)
+	}
+	var dp struct {
+		Providers []struct {
+			Type    string `yaml:"type"`
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, filepath.Join(root, "dashboards", "apiscout.yaml"), &dp)
+	if len(dp.Providers) != 1 || dp.Providers[0].Type != "file" || dp.Providers[0].Options.Path != "/var/lib/grafana/dashboards/apiscout" {
+		t.Fatalf("dashboard provisioning: %+v", dp)
+	}
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "dashboards:"+dp.Providers[0].Options.Path) {
+		t.Error("deploy/grafana/README.md does not mount dashboards/ where the provider reads")
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
