@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/apiscout/apiscout/storage"
 	"github.com/apiscout/apiscout/storage/storagetest"
 )
 
@@ -109,8 +110,37 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", s.opts.Database).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
-	if tables != 8 {
-		t.Errorf("database holds %d tables, want 8", tables)
+	if tables != 10 {
+		t.Errorf("database holds %d tables and views, want 10", tables)
+	}
+}
+
+// TestLatestViews: the views give what the store's reads give.
+func TestLatestViews(t *testing.T) {
+	s := openTest(t, Options{})
+	ctx := context.Background()
+	d := storagetest.Generate(13, testStart, 10, 80)
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteEndpoints(ctx, d.Earlier); err != nil { // older states again, late
+		t.Fatal(err)
+	}
+	var endpoints, shadow uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count(), countIf(classification_latest = 'shadow') FROM "+s.table("endpoints_latest")).Scan(&endpoints, &shadow); err != nil {
+		t.Fatal(err)
+	}
+	_, wantShadow := storagetest.ExpectEndpoints(d, storage.EndpointQuery{Classification: "shadow"})
+	if int(endpoints) != len(d.Endpoints) || int(shadow) != wantShadow {
+		t.Errorf("endpoints_latest: %d endpoints, %d shadow; want %d, %d", endpoints, shadow, len(d.Endpoints), wantShadow)
+	}
+	var open uint64
+	if err := s.conn.QueryRow(ctx, "SELECT countIf(state_latest = 'open') FROM "+s.table("anomalies_latest")).Scan(&open); err != nil {
+		t.Fatal(err)
+	}
+	_, wantOpen := storagetest.ExpectAnomalies(d, storage.AnomalyQuery{State: "open"})
+	if int(open) != wantOpen {
+		t.Errorf("anomalies_latest: %d open, want %d", open, wantOpen)
 	}
 }
 

@@ -214,6 +214,43 @@ ORDER BY key{settings}`)}},
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (sensor_id, ts, seq)` + ttl("ts") + "{settings}")}},
+		// For people and tools querying ClickHouse directly: the latest
+		// state of each endpoint and incident, one query away, duplicates
+		// collapsed the way the store's reads do.
+		{9, "endpoints_latest and anomalies_latest views", []string{
+			q(`CREATE VIEW IF NOT EXISTS {db}.endpoints_latest AS
+SELECT service, method, path,
+    argMax(protocol, version) AS protocol_latest,
+    argMax(classification, version) AS classification_latest,
+    argMax(calls, version) AS calls_latest,
+    argMax(first_seen, version) AS first_seen_latest,
+    argMax(last_seen, version) AS last_seen_latest,
+    argMax(auth, version) AS auth_latest,
+    argMax(sensitive, version) AS sensitive_latest,
+    argMax(unauthenticated, version) AS unauthenticated_latest,
+    argMax(risk_score, version) AS risk_score_latest,
+    argMax(findings, version) AS findings_latest,
+    argMax(record, version) AS record_latest
+FROM {db}.endpoints
+GROUP BY service, method, path`),
+			q(`CREATE VIEW IF NOT EXISTS {db}.anomalies_latest AS
+SELECT id,
+    argMax(type, version) AS type_latest,
+    argMax(severity, version) AS severity_latest,
+    argMax(owasp, version) AS owasp_latest,
+    argMax(host, version) AS host_latest,
+    argMax(method, version) AS method_latest,
+    argMax(path, version) AS path_latest,
+    argMax(client, version) AS client_latest,
+    argMax(started_at, version) AS started_at_latest,
+    argMax(ended_at, version) AS ended_at_latest,
+    argMax(state, version) AS state_latest,
+    argMax(count, version) AS count_latest,
+    argMax(summary, version) AS summary_latest,
+    argMax(record, version) AS record_latest
+FROM {db}.anomalies
+GROUP BY id`),
+		}},
 	}
 }
 
