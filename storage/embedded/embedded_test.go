@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,4 +143,57 @@ func BenchmarkWriteTransactions(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(d.Transactions))/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestConcurrentWritersAndReaders: the analyzer writes while the UI reads;
+// nothing fails with "database is locked" and nothing is lost.
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
+	defer s.Close()
+	d := storagetest.Generate(14, testStart, 12, 100)
+	const writers = 4
+	errs := make(chan error, 2*writers)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			lo, hi := w*len(d.Transactions)/writers, (w+1)*len(d.Transactions)/writers
+			for i := lo; i < hi; i += 50 {
+				if err := s.WriteTransactions(ctx, d.Transactions[i:min(i+50, hi)]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- s.WriteEndpoints(ctx, d.Endpoints)
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if _, _, err := s.Endpoints(ctx, storage.EndpointQuery{}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Transactions(ctx, storage.TransactionQuery{Limit: 10}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Transactions(ctx, storage.TransactionQuery{Limit: storage.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(d.Transactions) {
+		t.Errorf("%d transactions stored, want %d", len(got), len(d.Transactions))
+	}
 }
