@@ -21,7 +21,12 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
-require github.com/gopacket/gopacket v1.7.7 // indirect
+require (
+	github.com/gopacket/gopacket v1.7.7 // indirect
+	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
+	github.com/xdg-go/scram v1.1.2 // indirect
+	github.com/xdg-go/stringprep v1.0.4 // indirect
+)
 
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect

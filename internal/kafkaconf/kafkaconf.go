@@ -1,0 +1,120 @@
+// Package kafkaconf turns the kafka section of the configuration into
+// kafka-go's transport settings, shared by the sensor's producer and the
+// analyzer's consumer: TLS (and mTLS), SASL PLAIN and SCRAM, compression
+// and acknowledgements.
+package kafkaconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/apiscout/apiscout/internal/config"
+)
+
+// TLS returns the TLS settings, or nil when TLS is off.
+func TLS(c config.KafkaConfig) (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSSkipVerify} //nolint:gosec // opt-in for tests
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls_ca: no certificate in %s", c.TLSCA)
+		}
+		t.RootCAs = pool
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls_cert/kafka.tls_key: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+// SASL returns the SASL mechanism, or nil when none is configured.
+func SASL(c config.KafkaConfig) (sasl.Mechanism, error) {
+	switch c.SASLMechanism {
+	case "":
+		return nil, nil
+	case "PLAIN":
+		return plain.Mechanism{Username: c.SASLUser, Password: c.SASLPassword}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, c.SASLUser, c.SASLPassword)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, c.SASLUser, c.SASLPassword)
+	}
+	return nil, fmt.Errorf("kafka.sasl_mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+}
+
+// Transport builds the producer's transport.
+func Transport(c config.KafkaConfig, clientID string) (*kafka.Transport, error) {
+	t, err := TLS(c)
+	if err != nil {
+		return nil, err
+	}
+	m, err := SASL(c)
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{TLS: t, SASL: m, ClientID: clientID, DialTimeout: 5 * time.Second}, nil
+}
+
+// Dialer builds the consumer's dialer.
+func Dialer(c config.KafkaConfig, clientID string) (*kafka.Dialer, error) {
+	t, err := TLS(c)
+	if err != nil {
+		return nil, err
+	}
+	m, err := SASL(c)
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{TLS: t, SASLMechanism: m, ClientID: clientID, Timeout: 5 * time.Second, DualStack: true}, nil
+}
+
+// Compression maps kafka.compression to kafka-go's codec (0: none).
+func Compression(name string) (compress.Compression, error) {
+	switch name {
+	case "none", "":
+		return 0, nil
+	case "gzip":
+		return compress.Gzip, nil
+	case "snappy":
+		return compress.Snappy, nil
+	case "lz4":
+		return compress.Lz4, nil
+	case "zstd":
+		return compress.Zstd, nil
+	}
+	return 0, fmt.Errorf("kafka.compression: %q is not zstd, lz4, snappy, gzip or none", name)
+}
+
+// Acks maps kafka.required_acks. kafka-go's zero value means no
+// acknowledgement at all: it is never left implicit here.
+func Acks(name string) (kafka.RequiredAcks, error) {
+	switch name {
+	case "all", "":
+		return kafka.RequireAll, nil
+	case "one":
+		return kafka.RequireOne, nil
+	case "none":
+		return kafka.RequireNone, nil
+	}
+	return 0, fmt.Errorf("kafka.required_acks: %q is not all, one or none", name)
+}
