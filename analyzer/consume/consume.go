@@ -95,6 +95,11 @@ func New(cfg config.KafkaConfig, opts Options, log *zap.Logger, reg prometheus.R
 	if err != nil {
 		return nil, err
 	}
+	ectx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := kafkaconf.EnsureTopic(ectx, cfg, cfg.DeadLetterTopic); err != nil {
+		log.Warn("could not check or create the dead-letter topic", zap.String("topic", cfg.DeadLetterTopic), zap.Error(err))
+	}
+	cancel()
 	start := kafka.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafka.LastOffset

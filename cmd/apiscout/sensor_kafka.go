@@ -1,12 +1,15 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/apiscout/apiscout/sensor"
+	"github.com/apiscout/apiscout/sensor/publish"
 )
 
 // newKafkaSink opens the Kafka producer of sensor.output kafka.
 func newKafkaSink(a *app) (sensor.Sink, error) {
-	return nil, errors.New("sensor.output kafka: the Kafka producer is not built into this binary yet")
+	id := a.cfg.Sensor.ID
+	if id == "" {
+		id = hostname()
+	}
+	return publish.New(a.cfg.Kafka, id, a.log, a.reg)
 }

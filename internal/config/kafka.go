@@ -13,6 +13,9 @@ type KafkaConfig struct {
 	// DeadLetterTopic receives records the analyzer cannot decode.
 	DeadLetterTopic string `yaml:"dead_letter_topic" help:"topic for records that cannot be decoded"`
 	Group           string `yaml:"group" help:"consumer group of the analyzers"`
+	// Partitions of the topics apiscout creates when they are missing:
+	// the most analyzers that can share the load.
+	Partitions int `yaml:"partitions" help:"partitions of topics created when missing (caps analyzer scale-out)"`
 	// StartOffset for a new consumer group: earliest (default, loses
 	// nothing) or latest.
 	StartOffset string `yaml:"start_offset" help:"where a new consumer group starts: earliest or latest"`
@@ -48,6 +51,7 @@ func defaultKafka() KafkaConfig {
 		Topic:           "apiscout.transactions",
 		DeadLetterTopic: "apiscout.deadletter",
 		Group:           "apiscout-analyzer",
+		Partitions:      12,
 		StartOffset:     "earliest",
 		Compression:     "zstd",
 		BatchSize:       10000,

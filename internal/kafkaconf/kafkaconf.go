@@ -5,10 +5,14 @@
 package kafkaconf
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -117,4 +121,57 @@ func Acks(name string) (kafka.RequiredAcks, error) {
 		return kafka.RequireNone, nil
 	}
 	return 0, fmt.Errorf("kafka.required_acks: %q is not all, one or none", name)
+}
+
+// EnsureTopic creates topic with the configured partitions when it does
+// not exist yet, and waits until every partition has a leader; a topic
+// auto-created by the broker on first write would reject that write.
+func EnsureTopic(ctx context.Context, c config.KafkaConfig, topic string) error {
+	d, err := Dialer(c, "apiscout-admin")
+	if err != nil {
+		return err
+	}
+	var last error
+	for attempt := 0; attempt < 50; attempt++ {
+		if last = ensureOnce(ctx, d, c.Brokers[0], topic, c.Partitions); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s: %w (last error: %v)", topic, ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("topic %s: %w", topic, last)
+}
+
+func ensureOnce(ctx context.Context, d *kafka.Dialer, broker, topic string, partitions int) error {
+	conn, err := d.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(topic)
+	if err == nil && len(parts) > 0 {
+		for _, p := range parts {
+			if p.Leader.Host == "" {
+				return fmt.Errorf("partition %d has no leader yet", p.ID)
+			}
+		}
+		return nil
+	}
+	ctl, err := conn.Controller()
+	if err != nil {
+		return err
+	}
+	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctl.Host, strconv.Itoa(ctl.Port)))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	if err := cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: -1}); err != nil &&
+		!errors.Is(err, kafka.TopicAlreadyExists) {
+		return err
+	}
+	return errors.New("created; waiting for leaders")
 }

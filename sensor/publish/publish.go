@@ -101,6 +101,12 @@ func New(cfg config.KafkaConfig, sensorID string, log *zap.Logger, reg prometheu
 		AllowAutoTopicCreation: true,
 	}
 	p := &Producer{cfg: cfg, log: log, w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := kafkaconf.EnsureTopic(ctx, cfg, cfg.Topic); err != nil {
+		// Not fatal: the spool covers a broker that is not there yet.
+		log.Warn("could not check or create the topic", zap.String("topic", cfg.Topic), zap.Error(err))
+	}
+	cancel()
 	if cfg.SpoolDir != "" {
 		if p.spool, err = spool.Open(cfg.SpoolDir, cfg.SpoolBytes, cfg.SpoolFsync); err != nil {
 			return nil, err
