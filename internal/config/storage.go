@@ -46,11 +46,18 @@ func defaultStorage() StorageConfig {
 		// lz4 costs ~1µs of CPU per transaction row and cuts the bytes sent
 		// by ~3/4.
 		ClickHouseCompression: "lz4",
-		BatchSize:             50000,
-		FlushInterval:         time.Second,
-		SampleTransactions:    1,
-		RetentionDays:         30,
-		Migrate:               true,
+		// 50,000 transaction rows are ~15 MB in flight per batch (the
+		// store buffers up to 4 batches while ClickHouse is down); smaller
+		// batches make more parts for the server to merge.
+		BatchSize: 50000,
+		// A partial batch waits at most 1s: dashboards lag by that much.
+		FlushInterval: time.Second,
+		// Every transaction's metadata: ~300 bytes each on disk before
+		// compression; 1 in N divides that by N.
+		SampleTransactions: 1,
+		// 30 days of transactions and minutes; the inventory is kept.
+		RetentionDays: 30,
+		Migrate:       true,
 		// 30s rides out a server restart; longer holds the batch (up to
 		// batch_size rows) in memory that much longer.
 		RetryMaxElapsed: 30 * time.Second,
