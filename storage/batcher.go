@@ -30,9 +30,10 @@ type Batcher[T any] struct {
 	interval time.Duration
 	maxRows  int
 
-	mu    sync.Mutex // held across writes: one write at a time, in order
-	buf   []T
-	since time.Time // when the oldest waiting row arrived (writer's clock)
+	mu      sync.Mutex // held across writes: one write at a time, in order
+	buf     []T
+	since   time.Time // when the oldest waiting row arrived (writer's clock)
+	lastErr error
 }
 
 // NewBatcher returns a batcher that calls write. size defaults to 50,000
@@ -52,17 +53,21 @@ func NewBatcher[T any](write func(context.Context, []T) error, size int, interva
 }
 
 // Add buffers rows and writes the buffer when it reaches the batch size.
-// It returns the write's error (the rows stay buffered), or ErrFull
-// without taking rows when the buffer cannot hold them.
+// It returns nil when it took the rows (buffered, perhaps written), and an
+// error wrapping ErrFull when it did not: the buffer is at its bound and
+// writing it failed. Then the caller keeps its rows, pauses and offers
+// them again. A failed write of a batch that still fits is not an error
+// of Add (its rows stay buffered and are written later); LastError says
+// what went wrong.
 func (b *Batcher[T]) Add(ctx context.Context, rows ...T) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(rows) > b.maxRows {
+		return fmt.Errorf("%w: %d rows in one call, more than the %d the buffer holds", ErrFull, len(rows), b.maxRows)
+	}
 	if len(b.buf)+len(rows) > b.maxRows {
 		if err := b.flushLocked(ctx); err != nil {
 			return fmt.Errorf("%w (%d rows waiting): %w", ErrFull, len(b.buf), err)
-		}
-		if len(rows) > b.maxRows {
-			return fmt.Errorf("%w: %d rows in one call, more than the %d the buffer holds", ErrFull, len(rows), b.maxRows)
 		}
 	}
 	if len(b.buf) == 0 {
@@ -70,9 +75,16 @@ func (b *Batcher[T]) Add(ctx context.Context, rows ...T) error {
 	}
 	b.buf = append(b.buf, rows...)
 	if len(b.buf) >= b.size {
-		return b.flushLocked(ctx)
+		_ = b.flushLocked(ctx) // on failure the rows stay; LastError has it
 	}
 	return nil
+}
+
+// LastError is the error of the latest write, nil once one succeeded.
+func (b *Batcher[T]) LastError() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastErr
 }
 
 // Flush writes every waiting row.
@@ -87,8 +99,10 @@ func (b *Batcher[T]) flushLocked(ctx context.Context) error {
 		return nil
 	}
 	if err := b.write(ctx, b.buf); err != nil {
+		b.lastErr = err
 		return err
 	}
+	b.lastErr = nil
 	clear(b.buf) // drop references for the garbage collector
 	b.buf = b.buf[:0]
 	return nil

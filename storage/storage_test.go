@@ -135,7 +135,7 @@ func TestBatcherSizeAndBackpressure(t *testing.T) {
 	var err error
 	next := 7
 	for ; next < 20; next++ {
-		if err = b.Add(ctx, next); err != nil && errors.Is(err, ErrFull) {
+		if err = b.Add(ctx, next); err != nil {
 			break
 		}
 	}
@@ -144,6 +144,12 @@ func TestBatcherSizeAndBackpressure(t *testing.T) {
 	}
 	if b.Pending() != 6 {
 		t.Fatalf("store down: %d rows buffered, want the maximum 6", b.Pending())
+	}
+	if b.LastError() == nil {
+		t.Error("store down: LastError is nil")
+	}
+	if err := b.Add(ctx, make([]int, 7)...); !errors.Is(err, ErrFull) {
+		t.Errorf("more rows in one call than the buffer holds: %v", err)
 	}
 
 	// Back up: the refused row is added again by the caller; nothing lost,
@@ -162,8 +168,8 @@ func TestBatcherSizeAndBackpressure(t *testing.T) {
 	if !slices.Equal(s.rows, want) {
 		t.Errorf("stored %v, want %v", s.rows, want)
 	}
-	if b.Pending() != 0 {
-		t.Errorf("%d pending after flush", b.Pending())
+	if b.Pending() != 0 || b.LastError() != nil {
+		t.Errorf("%d pending after flush, last error %v", b.Pending(), b.LastError())
 	}
 }
 

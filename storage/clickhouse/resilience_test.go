@@ -381,3 +381,73 @@ func TestCheckpointRestoreAfterRestart(t *testing.T) {
 		t.Fatalf("missing checkpoint: %v", err)
 	}
 }
+
+// TestBatcherBackpressureAcrossRestart is the analyzer's write path end to
+// end: fetched records go through storage.Batcher into the store; while
+// the server is down the buffer fills to its bound and refuses more
+// (ErrFull), the consumer pauses and offers the same records again, and
+// after the restart everything is stored exactly once.
+func TestBatcherBackpressureAcrossRestart(t *testing.T) {
+	srv := startOwnServer(t)
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Addr: []string{srv.addr}, Database: "apiscout", BatchSize: 500,
+		RetryMaxElapsed: 100 * time.Millisecond, RetryInitial: 20 * time.Millisecond}, true, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := storagetest.Generate(15, testStart, 20, 100)
+	b := storage.NewBatcher(s.WriteTransactions, 500, 50*time.Millisecond, 1000)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go b.Run(runCtx, nil)
+
+	const fetch = 100 // records per Kafka fetch
+	full := 0
+	restarted := make(chan struct{})
+	for i := 0; i < len(d.Transactions); i += fetch {
+		if i == len(d.Transactions)/3 {
+			srv.run("stop")
+			go func() {
+				defer close(restarted)
+				time.Sleep(3 * time.Second)
+				srv.run("up")
+			}()
+		}
+		recs := d.Transactions[i:min(i+fetch, len(d.Transactions))]
+		for attempt := 0; ; attempt++ {
+			err := b.Add(ctx, recs...)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, storage.ErrFull) {
+				t.Fatalf("Add: %v, want nil or ErrFull", err)
+			}
+			full++
+			if attempt > 100 {
+				t.Fatalf("still refused after the restart: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond) // the consumer pauses
+		}
+		if b.Pending() > 1000 {
+			t.Fatalf("%d rows buffered, more than the bound", b.Pending())
+		}
+	}
+	<-restarted
+	for attempt := 0; ; attempt++ {
+		if err := b.Flush(ctx); err == nil {
+			break
+		} else if attempt > 60 {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if full == 0 {
+		t.Fatal("the buffer never refused rows during the outage: backpressure was not exercised")
+	}
+	t.Logf("outage: %d refusals (buffer full)", full)
+	distinct, raw := distinctTx(t, s)
+	if distinct != uint64(len(d.Transactions)) {
+		t.Errorf("%d distinct transactions, want %d (raw %d)", distinct, len(d.Transactions), raw)
+	}
+}
