@@ -23,7 +23,9 @@
 // not commit its Kafka offsets and should stop consuming until a write
 // succeeds again (backpressure; nothing is dropped). Writing the same rows
 // twice is harmless: every table is keyed, and every read below counts each
-// key once.
+// key once. Batcher puts any write behind a bounded buffer flushed by size
+// and time; package storage/minutes folds transactions into the per-minute
+// EndpointMinute rows by packet time.
 //
 // # Read side (for the REST API, the web UI and the CLI)
 //
