@@ -6,7 +6,7 @@
 # (storage/clickhouse/chdb_test.go); pip only fetches and unpacks it.
 #
 #   chdb.sh install   fetch it once into $APISCOUT_CHDB_DIR (~180 MB download, ~560 MB on disk)
-#   chdb.sh up        the same (for deploy/dev/test.sh)
+#   chdb.sh up        the same, but a failure does not stop the caller (deploy/dev/test.sh)
 #   chdb.sh env       print the variable the Go test reads
 #   chdb.sh down      nothing to stop
 set -euo pipefail
@@ -36,7 +36,12 @@ install() {
 }
 
 case "${1:-}" in
-install | up) install ;;
+install) install ;;
+up)
+	# For the test run: a failed fetch must not stop the other tests; the
+	# dialect test then fails and says how to install it.
+	(install) || echo "chdb.sh: chdb-core could not be installed; TestCurrentDialect will fail" >&2
+	;;
 env) echo "export APISCOUT_CHDB_LIB=$lib" ;;
 down) ;;
 *)
