@@ -70,6 +70,22 @@ func (c *Conn) AckEachSegment(on bool) *Conn { c.ackEach = on; return c }
 // Now is the packet time the next packet will carry.
 func (c *Conn) Now() time.Time { return c.now }
 
+// At moves packet time forward to t (never backward).
+func (c *Conn) At(t time.Time) *Conn {
+	if t.After(c.now) {
+		c.now = t
+	}
+	return c
+}
+
+// Take returns the frames built since the last Take and forgets them,
+// so long conversations can be written as they are built.
+func (c *Conn) Take() []Packet {
+	p := c.pkts
+	c.pkts = nil
+	return p
+}
+
 // Wait advances packet time.
 func (c *Conn) Wait(d time.Duration) *Conn { c.now = c.now.Add(d); return c }
 
