@@ -125,7 +125,8 @@ type EndpointQuery struct {
 	// Sensitive keeps endpoints where this data class was seen; "any"
 	// keeps every endpoint with at least one class.
 	Sensitive string
-	// Search is a case-insensitive substring of the path or the service.
+	// Search is a substring of the path or the service, ASCII letters
+	// matched without regard to case.
 	Search string
 	// Sort is one of SortKeys, with a leading "-" for descending; "" is
 	// "-calls".

@@ -194,3 +194,21 @@ func TestBatcherInterval(t *testing.T) {
 		t.Errorf("stored %v", s.rows)
 	}
 }
+
+// FuzzSortColumn: whatever a request sends as a sort key, the column is
+// one of the allow-list or there is an error.
+func FuzzSortColumn(f *testing.F) {
+	for _, s := range []string{"", "-calls", "risk", "calls; DROP TABLE x", "--", "-", "path\x00"} {
+		f.Add(s)
+	}
+	allowed := map[string]bool{}
+	for _, c := range SortKeys {
+		allowed[c] = true
+	}
+	f.Fuzz(func(t *testing.T, sort string) {
+		col, _, err := SortColumn(sort)
+		if err == nil && !allowed[col] {
+			t.Fatalf("SortColumn(%q) = %q, not in the allow-list", sort, col)
+		}
+	})
+}

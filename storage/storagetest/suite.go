@@ -82,8 +82,8 @@ func ExpectEndpoints(d *Data, q storage.EndpointQuery) ([]inventory.Endpoint, in
 			q.Unauthenticated && !e.Unauthenticated,
 			q.Sensitive == "any" && len(e.Sensitive) == 0,
 			q.Sensitive != "" && q.Sensitive != "any" && !slices.Contains(e.Sensitive, q.Sensitive),
-			q.Search != "" && !strings.Contains(strings.ToLower(e.Path), strings.ToLower(q.Search)) &&
-				!strings.Contains(strings.ToLower(e.Service), strings.ToLower(q.Search)):
+			q.Search != "" && !strings.Contains(asciiLower(e.Path), asciiLower(q.Search)) &&
+				!strings.Contains(asciiLower(e.Service), asciiLower(q.Search)):
 			continue
 		}
 		out = append(out, e)
@@ -125,6 +125,18 @@ func ExpectEndpoints(d *Data, q storage.EndpointQuery) ([]inventory.Endpoint, in
 		out = out[:l]
 	}
 	return out, total
+}
+
+// asciiLower folds ASCII letters only, as both stores' case-insensitive
+// search does (SQLite lower, ClickHouse positionCaseInsensitive).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func cmpOrdered[T int64 | float64](a, b T) int {
