@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -164,5 +165,41 @@ func TestOpenTwiceSharesMetrics(t *testing.T) {
 	if _, err := Open(ctx, Options{Addr: []string{addr}, Database: db, Compression: "snappy"}, false, nil, nil); err == nil ||
 		!strings.Contains(err.Error(), "storage.clickhouse_compression") {
 		t.Errorf("unknown compression: %v", err)
+	}
+}
+
+// TestHostileFilterText: request text reaches ClickHouse only as bound
+// values; quotes, backslashes, NULs, comment markers and non-ASCII change
+// nothing but what matches.
+func TestHostileFilterText(t *testing.T) {
+	s := openTest(t, Options{})
+	ctx := context.Background()
+	d := storagetest.Generate(17, testStart, 3, 50)
+	if err := storagetest.WriteAll(ctx, s, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{
+		"'", `\`, `\'`, "''", "'; DROP TABLE endpoints; --", "' OR '1'='1", "\x00", "%", "_", "?", "/*", "\u212a",
+		"É", "users", "USERS", "{userId}", "\xff\xfe", "`", "\\N", "$__timeFilter(x)",
+	} {
+		for _, q := range []storage.EndpointQuery{{Search: text}, {Service: text}, {Sensitive: text}} {
+			got, total, err := s.Endpoints(ctx, q)
+			if err != nil {
+				t.Fatalf("Endpoints(%#v): %v", q, err)
+			}
+			want, wantTotal := storagetest.ExpectEndpoints(d, q)
+			if total != wantTotal || len(got) != len(want) {
+				t.Errorf("Endpoints(%#v): %d of %d, want %d of %d", q, len(got), total, len(want), wantTotal)
+			}
+		}
+		if _, _, err := s.Anomalies(ctx, storage.AnomalyQuery{Host: text, Type: text}); err != nil {
+			t.Errorf("Anomalies(%q): %v", text, err)
+		}
+		if _, err := s.Transactions(ctx, storage.TransactionQuery{IDs: []string{text, "x"}, Service: text}); err != nil {
+			t.Errorf("Transactions(%q): %v", text, err)
+		}
+		if _, err := s.LoadCheckpoint(ctx, text); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("LoadCheckpoint(%q): %v", text, err)
+		}
 	}
 }
