@@ -3,20 +3,43 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/apiscout/apiscout/analyzer/anomaly"
+	"github.com/apiscout/apiscout/analyzer/inventory"
 	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/storage"
 	"github.com/apiscout/apiscout/storage/clickhouse"
 	"github.com/apiscout/apiscout/storage/embedded"
+	"github.com/apiscout/apiscout/wire"
 )
 
-// resultStore is what commands need of a result store to manage it; the
-// analyzer, the API and the UI declare their own, wider, interfaces.
+// resultStore is the whole API both stores have (see package storage):
+// the commands that wire the analyzer, the REST API and the UI to the
+// configured store hold it as this, and hand each consumer the subset its
+// own interface declares.
 type resultStore interface {
 	Migrate(ctx context.Context) error
+
+	WriteTransactions(ctx context.Context, txs []*wire.Transaction) error
+	WriteEndpoints(ctx context.Context, eps []inventory.Endpoint) error
+	WriteServices(ctx context.Context, svcs []inventory.Service) error
+	WriteAnomalies(ctx context.Context, as []anomaly.Anomaly) error
+	WriteStats(ctx context.Context, stats []storage.EndpointMinute) error
+	WriteHeartbeats(ctx context.Context, hbs []wire.Heartbeat) error
+	SaveCheckpoint(ctx context.Context, key string, data []byte, offsets map[int]int64) error
+	LoadCheckpoint(ctx context.Context, key string) (storage.Checkpoint, error)
+
+	Endpoints(ctx context.Context, q storage.EndpointQuery) ([]inventory.Endpoint, int, error)
+	Services(ctx context.Context) ([]storage.ServiceSummary, error)
+	Anomalies(ctx context.Context, q storage.AnomalyQuery) ([]anomaly.Anomaly, int, error)
+	EndpointStats(ctx context.Context, service, method, path string, from, to time.Time) ([]storage.EndpointMinute, error)
+	Transactions(ctx context.Context, q storage.TransactionQuery) ([]wire.Transaction, error)
+
 	Close() error
 }
 
@@ -26,11 +49,19 @@ type resultStore interface {
 func openStore(ctx context.Context, c config.StorageConfig, migrate bool, log *zap.Logger, reg prometheus.Registerer) (resultStore, error) {
 	switch c.Kind {
 	case "clickhouse":
-		return clickhouse.Open(ctx, clickhouse.OptionsFromConfig(c), migrate, log, reg)
+		s, err := clickhouse.Open(ctx, clickhouse.OptionsFromConfig(c), migrate, log, reg)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "embedded":
-		return embedded.Open(ctx, embedded.Options{
+		s, err := embedded.Open(ctx, embedded.Options{
 			Path: c.Path, SampleTransactions: c.SampleTransactions, StoreBodies: c.StoreBodies, RetentionDays: c.RetentionDays,
 		}, migrate, log)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("storage.kind: %q is not embedded or clickhouse", c.Kind)
 }
