@@ -138,9 +138,10 @@ type metrics struct {
 
 // Reasons an insert failed, the values of the reason label.
 const (
-	reasonConnection = "connection"
-	reasonServer     = "server"
-	reasonTimeout    = "timeout"
+	reasonConnection = "connection" // lost, refused, reset: resent
+	reasonServer     = "server"     // a passing server condition (too many parts, memory, shutting down): resent
+	reasonTimeout    = "timeout"    // resent
+	reasonRejected   = "rejected"   // the server refused the statement or the data: not resent
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -331,7 +332,7 @@ func (s *Store) insert(ctx context.Context, table, columns string, n int, token 
 		}
 		reason := retryReason(err)
 		if reason == "" {
-			s.m.failed.WithLabelValues(table, reasonServer).Inc()
+			s.m.failed.WithLabelValues(table, reasonRejected).Inc()
 			return fmt.Errorf("clickhouse insert %s (%d rows): %w", table, n, err)
 		}
 		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
