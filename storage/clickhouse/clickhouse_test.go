@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/apiscout/apiscout/storage"
@@ -201,5 +204,70 @@ func TestHostileFilterText(t *testing.T) {
 		if _, err := s.LoadCheckpoint(ctx, text); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("LoadCheckpoint(%q): %v", text, err)
 		}
+	}
+}
+
+func TestRetryReason(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&ch.Exception{Code: 252, Message: "Too many parts"}, reasonServer},
+		{fmt.Errorf("insert: %w", &ch.Exception{Code: 241}), reasonServer},
+		{&ch.Exception{Code: 60, Message: "Table doesn't exist"}, ""},
+		{&ch.Exception{Code: 53, Message: "Type mismatch"}, ""},
+		{io.EOF, reasonConnection},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), reasonConnection},
+		{syscall.ECONNREFUSED, reasonConnection},
+		{context.DeadlineExceeded, reasonTimeout},
+		{errors.New("clickhouse: acquire conn timeout"), reasonConnection},
+		{errors.New("column 3: converting string to UInt64"), ""},
+	} {
+		if got := retryReason(tc.err); got != tc.want {
+			t.Errorf("retryReason(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestRejectedInsertIsNotResent: a statement the server refuses fails
+// without being resent, counted as rejected.
+func TestRejectedInsertIsNotResent(t *testing.T) {
+	addr := testAddr(t)
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Addr: []string{addr}, Database: testDatabase(t, addr), RetryMaxElapsed: 5 * time.Second}, true, zaptest.NewLogger(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.conn.Exec(ctx, "DROP TABLE "+s.table("sensor_heartbeats")); err != nil {
+		t.Fatal(err)
+	}
+	d := storagetest.Generate(18, testStart, 1, 10)
+	if err := s.WriteHeartbeats(ctx, d.Heartbeats); err == nil {
+		t.Fatal("insert into a dropped table succeeded")
+	}
+	counter := func(c prometheus.Collector) float64 {
+		ch := make(chan prometheus.Metric, 16)
+		c.Collect(ch)
+		close(ch)
+		total := 0.0
+		for m := range ch {
+			var pb dto.Metric
+			if err := m.Write(&pb); err != nil {
+				t.Fatal(err)
+			}
+			total += pb.GetCounter().GetValue()
+		}
+		return total
+	}
+	if n := counter(s.m.retries); n != 0 {
+		t.Errorf("a rejected insert was resent %v times", n)
+	}
+	if n := counter(s.m.failed.WithLabelValues("sensor_heartbeats", reasonRejected)); n != 1 {
+		t.Errorf("rejected failures counted %v, want 1", n)
+	}
+	if n := counter(s.m.failed); n != 1 {
+		t.Errorf("%v failures counted in all, want 1", n)
 	}
 }
