@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -65,15 +66,22 @@ func AppendTransaction(b []byte, t *Transaction) []byte {
 }
 
 // DecodeTransaction decodes b into t, which it resets first. Unknown fields
-// are skipped. Strings and byte slices are copied, so b may be reused.
+// are skipped. b is copied once and every string and body of t points into
+// that private copy (one allocation instead of one per field), so b may be
+// reused by the caller.
 func DecodeTransaction(b []byte, t *Transaction) error {
 	*t = Transaction{}
+	own := append([]byte(nil), b...)
+	str := func(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
 	var cip, sip []byte
 	var cport, sport uint64
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+	hs := headerCounts(own)
+	t.RequestHeaders = make([]Header, 0, hs[0])
+	t.ResponseHeaders = make([]Header, 0, hs[1])
+	err := walk(own, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:
-			t.SensorID = string(raw)
+			t.SensorID = str(raw)
 		case 2:
 			t.Seq = v
 		case 3:
@@ -91,7 +99,7 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 		case 9:
 			return decodeMirror(raw, &t.Mirror)
 		case 10:
-			t.Protocol = string(raw)
+			t.Protocol = str(raw)
 		case 11:
 			t.RequestStart = fromNanos(v)
 		case 12:
@@ -101,31 +109,31 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 		case 14:
 			t.ResponseEnd = fromNanos(v)
 		case 15:
-			t.Method = string(raw)
+			t.Method = str(raw)
 		case 16:
-			t.Host = string(raw)
+			t.Host = str(raw)
 		case 17:
-			t.Path = string(raw)
+			t.Path = str(raw)
 		case 18:
-			t.Query = string(raw)
+			t.Query = str(raw)
 		case 19:
-			t.Version = string(raw)
+			t.Version = str(raw)
 		case 20:
 			t.Status = int(v)
 		case 21:
-			t.Reason = string(raw)
+			t.Reason = str(raw)
 		case 22:
-			return decodeHeader(raw, &t.RequestHeaders)
+			return decodeHeaderInto(raw, &t.RequestHeaders, str)
 		case 23:
-			return decodeHeader(raw, &t.ResponseHeaders)
+			return decodeHeaderInto(raw, &t.ResponseHeaders, str)
 		case 24:
-			return decodeHeader(raw, &t.RequestTrailers)
+			return decodeHeaderInto(raw, &t.RequestTrailers, str)
 		case 25:
-			return decodeHeader(raw, &t.ResponseTrailers)
+			return decodeHeaderInto(raw, &t.ResponseTrailers, str)
 		case 26:
-			t.RequestBody = append([]byte(nil), raw...)
+			t.RequestBody = raw[:len(raw):len(raw)]
 		case 27:
-			t.ResponseBody = append([]byte(nil), raw...)
+			t.ResponseBody = raw[:len(raw):len(raw)]
 		case 28:
 			t.RequestBodyWireLen = int64(v)
 		case 29:
@@ -135,20 +143,26 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 		case 31:
 			t.ResponseBodyLen = int64(v)
 		case 32:
-			t.RequestContentType = string(raw)
+			t.RequestContentType = str(raw)
 		case 33:
-			t.ResponseContentType = string(raw)
+			t.ResponseContentType = str(raw)
 		case 34:
 			t.Flags = Flags(v)
 		case 35:
 			t.CaptureLoss = v
 		case 36:
-			return decodeHeader(raw, &t.Extra)
+			return decodeHeaderInto(raw, &t.Extra, str)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if len(t.RequestHeaders) == 0 {
+		t.RequestHeaders = nil
+	}
+	if len(t.ResponseHeaders) == 0 {
+		t.ResponseHeaders = nil
 	}
 	if t.Client, err = addrPort(cip, cport); err != nil {
 		return fmt.Errorf("%w: client address: %v", ErrMalformed, err)
@@ -409,6 +423,50 @@ func appendHeaders(b []byte, num protowire.Number, hs []Header) []byte {
 		b = protowire.AppendString(b, hs[i].Value)
 	}
 	return b
+}
+
+// headerCounts counts request (field 22) and response (23) headers so
+// their slices are allocated once.
+func headerCounts(b []byte) [2]int {
+	var n [2]int
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		switch num {
+		case 22:
+			n[0]++
+		case 23:
+			n[1]++
+		}
+	}
+	return n
+}
+
+// decodeHeaderInto decodes one header with strings made by str.
+func decodeHeaderInto(b []byte, hs *[]Header, str func([]byte) string) error {
+	var h Header
+	err := walk(b, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
+		switch num {
+		case 1:
+			h.Name = str(raw)
+		case 2:
+			h.Value = str(raw)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*hs = append(*hs, h)
+	return nil
 }
 
 func decodeHeader(b []byte, hs *[]Header) error {
