@@ -33,9 +33,11 @@ type dashboard struct {
 		Title   string `json:"title"`
 		Type    string `json:"type"`
 		Targets []struct {
-			RefID  string `json:"refId"`
-			RawSQL string `json:"rawSql"`
-			Format int    `json:"format"`
+			RefID      string `json:"refId"`
+			RawSQL     string `json:"rawSql"`
+			Format     int    `json:"format"`
+			QueryType  string `json:"queryType"`
+			EditorType string `json:"editorType"`
 		} `json:"targets"`
 		Datasource struct {
 			Type string `json:"type"`
@@ -216,6 +218,14 @@ func checkDashboard(t *testing.T, ctx context.Context, s *Store, d *storagetest.
 			if tg.RawSQL == "" {
 				t.Errorf("panel %q target %s: no rawSql", p.Title, tg.RefID)
 				continue
+			}
+			// The plugin's values: editorType sql; queryType table
+			// (format 1) or timeSeries (format 0).
+			if tg.EditorType != "sql" || !(tg.QueryType == "table" && tg.Format == 1 || tg.QueryType == "timeSeries" && tg.Format == 0) {
+				t.Errorf("panel %q target %s: editorType %q, queryType %q, format %d", p.Title, tg.RefID, tg.EditorType, tg.QueryType, tg.Format)
+			}
+			if (p.Type == "timeseries") != (tg.QueryType == "timeSeries") {
+				t.Errorf("panel %q (%s) has a %s query", p.Title, p.Type, tg.QueryType)
 			}
 			panels++
 			q := g.expand(t, tg.RawSQL)
