@@ -150,7 +150,9 @@ type AnomalyQuery struct {
 }
 
 // TransactionQuery selects stored transactions, newest first: by ids (an
-// anomaly's evidence) or by service and time.
+// anomaly's evidence) or by service and time. Give Service and a time
+// range with IDs when known (an incident's host, start and end): ClickHouse
+// finds rows by service and time, and ids alone make it read the table.
 type TransactionQuery struct {
 	IDs      []string
 	Service  string
