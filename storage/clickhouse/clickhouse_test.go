@@ -19,6 +19,7 @@ import (
 
 	"github.com/apiscout/apiscout/storage"
 	"github.com/apiscout/apiscout/storage/storagetest"
+	"github.com/apiscout/apiscout/wire"
 )
 
 // testAddr is the server the tests use: APISCOUT_TEST_CLICKHOUSE, set by
@@ -269,5 +270,43 @@ func TestRejectedInsertIsNotResent(t *testing.T) {
 	}
 	if n := counter(s.m.failed); n != 1 {
 		t.Errorf("%v failures counted in all, want 1", n)
+	}
+}
+
+// TestStoreBodiesAndSampling: bodies are kept only with StoreBodies, and
+// 1 in N transactions is kept, the same ones on every write.
+func TestStoreBodiesAndSampling(t *testing.T) {
+	ctx := context.Background()
+	d := storagetest.Generate(19, testStart, 4, 100)
+	for _, bodies := range []bool{false, true} {
+		s := openTest(t, Options{StoreBodies: bodies, SampleTransactions: 3})
+		for i := 0; i < 2; i++ { // the second write is a replay: same sample
+			if err := s.WriteTransactions(ctx, d.Transactions); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := map[string]*wire.Transaction{}
+		for _, tx := range d.Transactions {
+			if storage.Sampled(tx.ID(), 3) {
+				want[tx.ID()] = tx
+			}
+		}
+		got, err := s.Transactions(ctx, storage.TransactionQuery{Limit: storage.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(want) == 0 || len(want) == len(d.Transactions) {
+			t.Fatalf("bodies=%v: %d transactions back, %d sampled of %d", bodies, len(got), len(want), len(d.Transactions))
+		}
+		for i := range got {
+			w := want[got[i].ID()]
+			if w == nil {
+				t.Fatalf("transaction %s was not in the sample", got[i].ID())
+			}
+			hasBody := got[i].ResponseBody != nil || got[i].RequestBody != nil
+			if hasBody != bodies || (bodies && string(got[i].RequestBody) != string(w.RequestBody)) {
+				t.Fatalf("bodies=%v: transaction %s came back with request body %q", bodies, got[i].ID(), got[i].RequestBody)
+			}
+		}
 	}
 }
