@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -43,6 +44,7 @@ func (s *liveSink) snapshot() []*wire.Transaction {
 type liveSensor struct {
 	p      *Pipeline
 	sink   *liveSink
+	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -74,8 +76,8 @@ func startLive(t testing.TB, ns string, cfg config.SensorConfig) *liveSensor {
 	cfg.ID = "live"
 	cfg.RedactKey = "live-capture-test-key"
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	s := &liveSensor{sink: &liveSink{}, done: make(chan error, 1)}
-	p, err := New(cfg, log, nil, s.sink)
+	s := &liveSensor{sink: &liveSink{}, done: make(chan error, 1), reg: prometheus.NewRegistry()}
+	p, err := New(cfg, log, s.reg, s.sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,15 +95,13 @@ func startLive(t testing.TB, ns string, cfg config.SensorConfig) *liveSensor {
 	return s
 }
 
-// stop ends capture and waits for the pipeline to drain; it waits first
-// for the once-a-second kernel drop counter to be read, so Stats covers
-// all the traffic.
+// stop ends capture and waits for the pipeline to drain; Stats then
+// holds the kernel's final drop count.
 func (s *liveSensor) stop(t testing.TB) Stats {
 	t.Helper()
 	if s.cancel == nil {
 		return s.p.Stats()
 	}
-	time.Sleep(1100 * time.Millisecond)
 	s.cancel()
 	s.cancel = nil
 	if err := <-s.done; err != nil {
@@ -164,6 +164,26 @@ func serveIn(t testing.TB, ns, addr string, srv *http.Server) net.Listener {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln
+}
+
+// counters returns the sensor's non-zero counters, "name{labels}" → value,
+// for failure messages.
+func (s *liveSensor) counters() map[string]float64 {
+	out := map[string]float64{}
+	mfs, _ := s.reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter() == nil || m.GetCounter().GetValue() == 0 {
+				continue
+			}
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			out[name] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 func byPath(txs []*wire.Transaction, protocol string) map[string]*wire.Transaction {

@@ -416,13 +416,25 @@ func (p *Pipeline) runInterface(ctx context.Context) error {
 		wg.Add(1)
 		go func(i int, s *capture.Interface) {
 			defer wg.Done()
-			defer s.Close()
 			p.live(ctx, p.newWorker(i), s, nil)
 		}(i, s)
 	}
-	// Kernel drop counters, summed over the rings.
-	done := make(chan struct{})
+	// Kernel drop counters, summed over the rings: every second, and once
+	// more after the workers stop, before the rings are closed (reading a
+	// closed ring's counters races with Close and loses the last second).
+	readDrops := func() {
+		var total uint64
+		for _, s := range srcs {
+			d, _ := s.Drops()
+			total += d
+		}
+		if prev := p.kernelDrops.Swap(total); total > prev {
+			p.m.kernel.Add(float64(total - prev))
+		}
+	}
+	done, statsDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(statsDone)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -430,19 +442,17 @@ func (p *Pipeline) runInterface(ctx context.Context) error {
 			case <-done:
 				return
 			case <-t.C:
-				var total uint64
-				for _, s := range srcs {
-					d, _ := s.Drops()
-					total += d
-				}
-				if prev := p.kernelDrops.Swap(total); total > prev {
-					p.m.kernel.Add(float64(total - prev))
-				}
+				readDrops()
 			}
 		}
 	}()
 	wg.Wait()
 	close(done)
+	<-statsDone
+	readDrops()
+	for _, s := range srcs {
+		s.Close()
+	}
 	return nil
 }
 
