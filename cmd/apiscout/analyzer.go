@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/apiscout/apiscout/analyzer/anomaly"
+	"github.com/apiscout/apiscout/analyzer/api"
+	"github.com/apiscout/apiscout/analyzer/api/storeread"
+	"github.com/apiscout/apiscout/analyzer/consume"
+	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/wire"
+)
+
+func init() {
+	register(func() *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   "analyzer",
+			Short: "Consume transactions from Kafka, analyze them, store the results and serve the web UI",
+			Long: `The analyzer is one member of the consumer group kafka.group: it reads
+the sensors' transactions from kafka.topic, builds the inventory, compares
+it with the specs, runs the detectors, writes everything to the result
+store (storage.kind) and serves the web UI and REST API on ui.listen.
+Offsets are committed only after the results are stored.
+
+Examples:
+  apiscout analyzer --kafka.brokers k1:9092 --storage.kind clickhouse --storage.clickhouse_addr ch:9000
+  APISCOUT_UI_READ_TOKENS=$(openssl rand -hex 24) apiscout analyzer --ui.listen 0.0.0.0:8080`,
+			Args: cobra.NoArgs,
+			RunE: runAnalyzer,
+		}
+		bindConfig(cmd, "log", "metrics", "kafka", "analyzer", "detect", "storage", "ui", "alerts")
+		return cmd
+	})
+}
+
+// engine is what the analyzer commands need of the analyzer's Engine: the
+// same engine behind `apiscout run` and `apiscout analyzer`.
+type engine interface {
+	// Process analyzes one transaction (packet time inside) and returns
+	// the incident updates it caused.
+	Process(tx *wire.Transaction) []anomaly.Anomaly
+	// Services is the current inventory.
+	Services() []inventory.Service
+}
+
+// resultWriter is the write side of a result store the analysis needs.
+type resultWriter interface {
+	WriteTransactions(ctx context.Context, txs []*wire.Transaction) error
+	WriteEndpoints(ctx context.Context, eps []inventory.Endpoint) error
+	WriteServices(ctx context.Context, svcs []inventory.Service) error
+	WriteAnomalies(ctx context.Context, as []anomaly.Anomaly) error
+}
+
+// analysisStore is a result store as the analyzer commands use it: the
+// writes above and the reads the web UI needs.
+type analysisStore interface {
+	resultWriter
+	storeread.Store
+	Close() error
+}
+
+// analysis applies batches of records to the engine and stores what
+// changed. It implements consume.Handler; `apiscout run` feeds it from the
+// in-process sensor, the distributed analyzer from Kafka.
+type analysis struct {
+	eng   engine
+	store resultWriter
+	log   *zap.Logger
+	// written remembers each endpoint's last stored state (calls and last
+	// seen), so a batch writes only the endpoints it changed.
+	written map[string]endpointMark
+}
+
+type endpointMark struct {
+	calls    int64
+	lastSeen time.Time
+	class    inventory.Classification
+}
+
+func newAnalysis(eng engine, store resultWriter, log *zap.Logger) *analysis {
+	return &analysis{eng: eng, store: store, log: log, written: map[string]endpointMark{}}
+}
+
+// Handle implements consume.Handler: process, then store transactions,
+// anomalies, changed endpoints and their services, in that order, so a
+// failure leaves nothing that refers to what is not stored.
+func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
+	var txs []*wire.Transaction
+	var anoms []anomaly.Anomaly
+	for _, r := range batch {
+		if r.Tx == nil {
+			continue
+		}
+		txs = append(txs, r.Tx)
+		anoms = append(anoms, a.eng.Process(r.Tx)...)
+	}
+	if len(txs) == 0 {
+		return nil
+	}
+	if err := a.store.WriteTransactions(ctx, txs); err != nil {
+		return fmt.Errorf("store transactions: %w", err)
+	}
+	if len(anoms) > 0 {
+		if err := a.store.WriteAnomalies(ctx, anoms); err != nil {
+			return fmt.Errorf("store anomalies: %w", err)
+		}
+	}
+	return a.flushInventory(ctx)
+}
+
+// flushInventory writes the endpoints changed since the last flush and
+// the services that hold them.
+func (a *analysis) flushInventory(ctx context.Context) error {
+	var eps []inventory.Endpoint
+	var svcs []inventory.Service
+	marks := map[string]endpointMark{}
+	for _, s := range a.eng.Services() {
+		changed := false
+		for _, e := range s.Endpoints {
+			m := endpointMark{calls: e.Calls, lastSeen: e.LastSeen, class: e.Classification}
+			if a.written[e.Key()] != m {
+				eps = append(eps, e)
+				marks[e.Key()] = m
+				changed = true
+			}
+		}
+		if changed {
+			svcs = append(svcs, s)
+		}
+	}
+	if len(eps) > 0 {
+		if err := a.store.WriteEndpoints(ctx, eps); err != nil {
+			return fmt.Errorf("store endpoints: %w", err)
+		}
+	}
+	if len(svcs) > 0 {
+		if err := a.store.WriteServices(ctx, svcs); err != nil {
+			return fmt.Errorf("store services: %w", err)
+		}
+	}
+	for k, m := range marks {
+		a.written[k] = m
+	}
+	return nil
+}
+
+// openAnalysisStore opens the configured store with its read side.
+func openAnalysisStore(ctx context.Context, a *app) (analysisStore, error) {
+	s, err := openStore(ctx, a.cfg.Storage, a.cfg.Storage.Migrate, a.log, a.reg)
+	if err != nil {
+		return nil, err
+	}
+	as, ok := s.(analysisStore)
+	if !ok {
+		s.Close()
+		return nil, fmt.Errorf("storage.kind %s: the store lacks the analyzer's read or write methods", a.cfg.Storage.Kind)
+	}
+	return as, nil
+}
+
+// startUI builds the API server over the store, binds ui.listen and
+// serves in the background; the returned function waits for it to stop.
+func startUI(ctx context.Context, a *app, store storeread.Store, ready func() bool) (addr string, wait func(), err error) {
+	srv, err := api.New(api.Options{
+		Config: a.cfg.UI, Reader: storeread.New(store, specRenderers(a)), Log: a.log.Named("ui"), Reg: a.reg, Ready: ready,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		return "", nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, ln); err != nil {
+			a.log.Error("web UI", zap.Error(err))
+		}
+	}()
+	scheme := "http"
+	if a.cfg.UI.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String(), func() { <-done }, nil
+}
+
+func runAnalyzer(cmd *cobra.Command, _ []string) error {
+	a, err := newApp(cmd)
+	if err != nil {
+		return err
+	}
+	defer a.log.Sync() //nolint:errcheck
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	waitMetrics, err := a.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	store, err := openAnalysisStore(ctx, a)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	eng, err := newEngine(a)
+	if err != nil {
+		return err
+	}
+	cons, err := consume.New(a.cfg.Kafka, consume.Options{}, a.log.Named("consume"), a.reg)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	addr, waitUI, err := startUI(ctx, a, store, nil)
+	if err != nil {
+		return err
+	}
+	a.log.Info("analyzer started", zap.String("ui", addr), zap.String("group", a.cfg.Kafka.Group), zap.String("topic", a.cfg.Kafka.Topic))
+	err = cons.Run(ctx, newAnalysis(eng, store, a.log))
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	cancel()
+	waitUI()
+	waitMetrics()
+	return err
+}
+
+// errNoEngine is returned until the analyzer's Engine is wired in.
+var errNoEngine = errors.New("the analyzer engine is not part of this build yet")
+
+// newEngine builds the analyzer engine with its detectors, from the
+// analyzer and detect sections.
+func newEngine(a *app) (engine, error) {
+	return nil, errNoEngine
+}
+
+// specRenderers exports the reconstructed OpenAPI of a service and its
+// diff against the loaded specs.
+func specRenderers(a *app) storeread.Specs { return storeread.Specs{} }
