@@ -278,7 +278,7 @@ func (p *Pipeline) emit(tx *wire.Transaction) {
 
 // output batches queued records into the Sink and sends heartbeats.
 func (p *Pipeline) output(ctx context.Context) {
-	const maxBatch = 1024
+	const maxBatch = 4096
 	batch := make([]*wire.Transaction, 0, maxBatch)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

@@ -23,6 +23,10 @@ type KafkaConfig struct {
 	Compression  string        `yaml:"compression" help:"batch compression: zstd, lz4, snappy, gzip, none"`
 	BatchSize    int           `yaml:"batch_size" help:"records per produced batch"`
 	BatchBytes   int64         `yaml:"batch_bytes" help:"bytes per produced batch"`
+	// BatchTimeout is how long the producer waits to fill a partition's
+	// batch. The sensor already hands over batches of thousands, so a
+	// long wait only adds latency (and kafka-go's synchronous writes wait
+	// it out on every call): keep it short.
 	BatchTimeout time.Duration `yaml:"batch_timeout" help:"longest wait before a partial batch is sent"`
 	// RequiredAcks: all (default; every in-sync replica), one, none.
 	RequiredAcks string `yaml:"required_acks" help:"acknowledgement: all, one, none"`
@@ -56,7 +60,7 @@ func defaultKafka() KafkaConfig {
 		Compression:     "zstd",
 		BatchSize:       10000,
 		BatchBytes:      8 << 20,
-		BatchTimeout:    200 * time.Millisecond,
+		BatchTimeout:    5 * time.Millisecond,
 		RequiredAcks:    "all",
 		MaxAttempts:     5,
 		SpoolBytes:      1 << 30,

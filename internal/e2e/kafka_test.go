@@ -24,7 +24,7 @@ func kcfg(addr, topic string) config.KafkaConfig {
 	c.Topic = topic
 	c.DeadLetterTopic = topic + "-dlq"
 	c.Group = topic + "-group"
-	c.BatchTimeout = 10 * time.Millisecond
+	c.BatchTimeout = time.Millisecond
 	return c
 }
 
