@@ -1,23 +1,17 @@
 package web_test
 
 import (
-	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/chromedp"
 
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/api"
 	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/analyzer/web/webtest"
 	"github.com/apiscout/apiscout/internal/config"
 )
 
@@ -25,10 +19,8 @@ import (
 // package.
 var artifactDir = filepath.Join("..", "..", ".artifacts", "browser")
 
-// Browser drives headless Chromium through a UI served at base: overview,
-// inventory, the shadow filter, an endpoint, an anomaly. Screenshots are
-// written to dir. It is exported to the cmd tests through this helper's
-// twin there; here it runs on an in-memory inventory.
+// TestBrowserWalkthrough runs the browser walkthrough on an in-memory
+// inventory; screenshots go to .artifacts/browser.
 func TestBrowserWalkthrough(t *testing.T) {
 	m := demoInventory()
 	s, err := api.New(api.Options{Config: config.Default().UI, Reader: m, Uploader: m})
@@ -37,153 +29,7 @@ func TestBrowserWalkthrough(t *testing.T) {
 	}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
-	Walkthrough(t, srv.URL, artifactDir)
-}
-
-// Walkthrough is the browser test proper.
-func Walkthrough(t *testing.T, base, dir string) {
-	t.Helper()
-	chromium := findChromium(t)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // tests run as root in CI containers
-		chromedp.WindowSize(1400, 1000),
-		chromedp.Flag("disable-gpu", true),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	// Any script error or CSP violation fails the test.
-	var mu sync.Mutex
-	var problems []string
-	chromedp.ListenTarget(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			d := e.ExceptionDetails
-			desc := d.Text
-			if d.Exception != nil {
-				desc += " " + d.Exception.Description
-			}
-			problems = append(problems, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, desc))
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == runtime.APITypeError {
-				var parts []string
-				for _, a := range e.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				problems = append(problems, "console error: "+strings.Join(parts, " "))
-			}
-		}
-	})
-	shot := func(name string) chromedp.Action {
-		return chromedp.ActionFunc(func(ctx context.Context) error {
-			var buf []byte
-			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil { // quality 100 writes PNG
-				return err
-			}
-			return os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
-		})
-	}
-
-	var total, shadowTotal, firstPath, detailPath, anomalyType string
-	var nonShadow int
-	steps := []struct {
-		name    string
-		actions []chromedp.Action
-	}{
-		{"overview", []chromedp.Action{
-			chromedp.Navigate(base + "/"),
-			chromedp.WaitVisible(`#counts .stat`, chromedp.ByQuery),
-			shot("1-overview"),
-		}},
-		{"inventory", []chromedp.Action{
-			chromedp.Click(`#nav a[data-page="inventory"]`, chromedp.ByQuery),
-			chromedp.WaitVisible(`table.endpoints tbody tr`, chromedp.ByQuery),
-			chromedp.Text(`#total`, &total, chromedp.ByQuery),
-			shot("2-inventory"),
-		}},
-		{"filter shadow", []chromedp.Action{
-			chromedp.Click(`#filter-shadow input`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#filter-shadow.on`, chromedp.ByQuery),
-			chromedp.WaitVisible(`table.endpoints tbody tr`, chromedp.ByQuery),
-			chromedp.Text(`#total`, &shadowTotal, chromedp.ByQuery),
-			chromedp.Evaluate(`[...document.querySelectorAll("table.endpoints tbody tr")].filter(r => !r.querySelector(".badge.shadow")).length`, &nonShadow),
-			chromedp.Text(`table.endpoints tbody tr td.path a`, &firstPath, chromedp.ByQuery),
-			shot("3-inventory-shadow"),
-		}},
-		{"open endpoint", []chromedp.Action{
-			chromedp.Click(`table.endpoints tbody tr td.path a`, chromedp.ByQuery),
-			chromedp.WaitVisible(`h1.mono`, chromedp.ByQuery),
-			chromedp.WaitVisible(`svg.chart polyline`, chromedp.ByQuery),
-			chromedp.Text(`h1.mono`, &detailPath, chromedp.ByQuery),
-			shot("4-endpoint"),
-		}},
-		{"open anomaly", []chromedp.Action{
-			chromedp.Click(`table.anomalies tbody tr td a`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#anomaly-detail`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#evidence`, chromedp.ByQuery),
-			chromedp.Text(`.page-head h1`, &anomalyType, chromedp.ByQuery),
-			shot("5-anomaly"),
-		}},
-		{"anomalies timeline", []chromedp.Action{
-			chromedp.Click(`#nav a[data-page="anomalies"]`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#timeline rect`, chromedp.ByQuery),
-			shot("6-anomalies"),
-		}},
-		{"compliance", []chromedp.Action{
-			chromedp.Click(`#nav a[data-page="compliance"]`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#regime-card`, chromedp.ByQuery),
-			shot("7-compliance"),
-		}},
-		{"spec diff", []chromedp.Action{
-			chromedp.Click(`#nav a[data-page="diff"]`, chromedp.ByQuery),
-			chromedp.WaitVisible(`#diff-service`, chromedp.ByQuery),
-			shot("8-diff"),
-		}},
-	}
-	for _, st := range steps {
-		if err := chromedp.Run(ctx, st.actions...); err != nil {
-			t.Fatalf("%s: %v (screenshots so far in %s)", st.name, err, dir)
-		}
-	}
-	if total == shadowTotal {
-		t.Errorf("the shadow filter changed nothing: %q before, %q after", total, shadowTotal)
-	}
-	if nonShadow != 0 {
-		t.Errorf("%d rows without the shadow badge after filtering", nonShadow)
-	}
-	if detailPath != firstPath {
-		t.Errorf("opened %q, clicked %q", detailPath, firstPath)
-	}
-	if anomalyType == "" {
-		t.Error("anomaly page has no title")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("browser: %s", p)
-	}
-	t.Logf("screenshots in %s", dir)
-}
-
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("headless Chromium is needed for the browser test: apt-get install -y chromium (bash .ci/run installs it)")
-	return ""
+	webtest.Walkthrough(t, srv.URL, artifactDir)
 }
 
 // demoInventory is a few realistic services with shadow and zombie
