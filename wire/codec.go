@@ -68,17 +68,45 @@ func AppendTransaction(b []byte, t *Transaction) []byte {
 // DecodeTransaction decodes b into t, which it resets first. Unknown fields
 // are skipped. b is copied once and every string and body of t points into
 // that private copy (one allocation instead of one per field), so b may be
-// reused by the caller.
+// reused by the caller; all headers share one slice. A field kept long
+// after its record keeps the record's bytes alive: clone it (strings.Clone)
+// when keeping it for good matters.
+//
+// It reads fields in a plain loop, without a callback per field, because
+// the analyzer decodes every record of every sensor.
 func DecodeTransaction(b []byte, t *Transaction) error {
+	if len(b) == 0 {
+		*t = Transaction{}
+		return nil
+	}
+	own := make([]byte, len(b))
+	copy(own, b)
+	return DecodeTransactionAliasing(own, t)
+}
+
+// DecodeTransactionAliasing is DecodeTransaction without the copy: the
+// strings and bodies of t point into b, which the caller hands over and
+// must never change again (a Kafka message's value it owns, say).
+func DecodeTransactionAliasing(own []byte, t *Transaction) error {
 	*t = Transaction{}
-	own := append([]byte(nil), b...)
 	str := func(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
+
+	// All headers share one slice; each list is a run of it. The encoder
+	// writes each list's headers together, so runs are whole lists; a
+	// writer that interleaves them is still read right (see hdrs.add).
+	hs := hdrs{all: make([]Header, 0, len(own)/64+4), cur: -1,
+		lists: [5]*[]Header{&t.RequestHeaders, &t.ResponseHeaders, &t.RequestTrailers, &t.ResponseTrailers, &t.Extra}}
 	var cip, sip []byte
 	var cport, sport uint64
-	hs := headerCounts(own)
-	t.RequestHeaders = make([]Header, 0, hs[0])
-	t.ResponseHeaders = make([]Header, 0, hs[1])
-	err := walk(own, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+	for rest := own; len(rest) > 0; {
+		num, typ, v, raw, n, err := consumeField(rest)
+		if err != nil {
+			return err
+		}
+		rest = rest[n:]
+		if typ != protowire.VarintType && typ != protowire.BytesType {
+			continue // a fixed or group field of a newer schema
+		}
 		switch num {
 		case 1:
 			t.SensorID = str(raw)
@@ -97,7 +125,9 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 		case 8:
 			sport = v
 		case 9:
-			return decodeMirror(raw, &t.Mirror)
+			if err := decodeMirror(raw, &t.Mirror); err != nil {
+				return err
+			}
 		case 10:
 			t.Protocol = str(raw)
 		case 11:
@@ -122,18 +152,23 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 			t.Status = int(v)
 		case 21:
 			t.Reason = str(raw)
-		case 22:
-			return decodeHeaderInto(raw, &t.RequestHeaders, str)
-		case 23:
-			return decodeHeaderInto(raw, &t.ResponseHeaders, str)
-		case 24:
-			return decodeHeaderInto(raw, &t.RequestTrailers, str)
-		case 25:
-			return decodeHeaderInto(raw, &t.ResponseTrailers, str)
+		case 22, 23, 24, 25, 36:
+			if typ != protowire.BytesType {
+				continue
+			}
+			h, err := decodeHeaderFast(raw, str)
+			if err != nil {
+				return err
+			}
+			i := int(num) - 22
+			if num == 36 {
+				i = 4
+			}
+			hs.add(i, h)
 		case 26:
-			t.RequestBody = raw[:len(raw):len(raw)]
+			t.RequestBody = raw
 		case 27:
-			t.ResponseBody = raw[:len(raw):len(raw)]
+			t.ResponseBody = raw
 		case 28:
 			t.RequestBodyWireLen = int64(v)
 		case 29:
@@ -150,20 +185,10 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 			t.Flags = Flags(v)
 		case 35:
 			t.CaptureLoss = v
-		case 36:
-			return decodeHeaderInto(raw, &t.Extra, str)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	if len(t.RequestHeaders) == 0 {
-		t.RequestHeaders = nil
-	}
-	if len(t.ResponseHeaders) == 0 {
-		t.ResponseHeaders = nil
-	}
+	hs.close()
+	var err error
 	if t.Client, err = addrPort(cip, cport); err != nil {
 		return fmt.Errorf("%w: client address: %v", ErrMalformed, err)
 	}
@@ -171,6 +196,109 @@ func DecodeTransaction(b []byte, t *Transaction) error {
 		return fmt.Errorf("%w: server address: %v", ErrMalformed, err)
 	}
 	return nil
+}
+
+// hdrs collects the header lists of a transaction in one slice.
+type hdrs struct {
+	all   []Header
+	lists [5]*[]Header
+	cur   int // list of the run being read, -1 before the first
+	start int // where that run starts in all
+}
+
+func (h *hdrs) add(list int, v Header) {
+	if list != h.cur {
+		h.close()
+		h.cur, h.start = list, len(h.all)
+	}
+	h.all = append(h.all, v)
+}
+
+// close ends the current run: it becomes its list, or is added to it when
+// the list had an earlier run (a writer that interleaved the lists).
+func (h *hdrs) close() {
+	if h.cur < 0 || len(h.all) == h.start {
+		return
+	}
+	run := h.all[h.start:len(h.all):len(h.all)]
+	if l := h.lists[h.cur]; *l == nil {
+		*l = run
+	} else {
+		*l = append((*l)[:len(*l):len(*l)], run...)
+	}
+	h.cur = -1
+}
+
+// consumeField reads one field: its number and wire type, the value of a
+// varint, the bytes of a length-delimited field (capacity-limited, so an
+// append never runs into the next field), and its total length. Fixed and
+// group fields are skipped over. One-byte tags, varints and lengths, by far
+// the most common, take a short path.
+func consumeField(b []byte) (num protowire.Number, typ protowire.Type, v uint64, raw []byte, n int, err error) {
+	var tag uint64
+	m := 1
+	if b[0] < 0x80 {
+		tag = uint64(b[0])
+	} else if tag, m = protowire.ConsumeVarint(b); m < 0 {
+		return 0, 0, 0, nil, 0, fmt.Errorf("%w: tag: %v", ErrMalformed, protowire.ParseError(m))
+	}
+	num, typ = protowire.Number(tag>>3), protowire.Type(tag&7)
+	if num < protowire.MinValidNumber || num > protowire.MaxValidNumber {
+		return 0, 0, 0, nil, 0, fmt.Errorf("%w: field number %d", ErrMalformed, num)
+	}
+	rest := b[m:]
+	k := 1
+	switch typ {
+	case protowire.VarintType:
+		if len(rest) > 0 && rest[0] < 0x80 {
+			v = uint64(rest[0])
+		} else {
+			v, k = protowire.ConsumeVarint(rest)
+		}
+	case protowire.BytesType:
+		var l uint64
+		if len(rest) > 0 && rest[0] < 0x80 {
+			l = uint64(rest[0])
+		} else {
+			l, k = protowire.ConsumeVarint(rest)
+		}
+		if k >= 0 {
+			if l > uint64(len(rest)-k) {
+				return 0, 0, 0, nil, 0, fmt.Errorf("%w: field %d: %d bytes announced, %d left", ErrMalformed, num, l, len(rest)-k)
+			}
+			end := k + int(l)
+			raw = rest[k:end:end]
+			k = end
+		}
+	default:
+		k = protowire.ConsumeFieldValue(num, typ, rest)
+	}
+	if k < 0 {
+		return 0, 0, 0, nil, 0, fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(k))
+	}
+	return num, typ, v, raw, m + k, nil
+}
+
+// decodeHeaderFast decodes one Header message with strings made by str.
+func decodeHeaderFast(b []byte, str func([]byte) string) (Header, error) {
+	var h Header
+	for len(b) > 0 {
+		num, typ, _, raw, n, err := consumeField(b)
+		if err != nil {
+			return h, err
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 1:
+			h.Name = str(raw)
+		case 2:
+			h.Value = str(raw)
+		}
+	}
+	return h, nil
 }
 
 // AppendHeartbeat appends the protobuf encoding of h to b.
@@ -302,28 +430,46 @@ func knownType(num protowire.Number, typ protowire.Type) bool {
 	return typ == protowire.VarintType || typ == protowire.BytesType
 }
 
+// appendTag and appendVarint write one- and two-byte values (every tag of
+// this schema, most lengths) without protowire's general loop.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, uint64(num)<<3|uint64(typ))
+}
+
+func appendVarint(b []byte, v uint64) []byte {
+	switch {
+	case v < 1<<7:
+		return append(b, byte(v))
+	case v < 1<<14:
+		return append(b, byte(v)|0x80, byte(v>>7))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
 func appendString(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
 	if len(v) == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func appendUint(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, v)
 }
 
 func appendInt(b []byte, num protowire.Number, v int64) []byte {
@@ -413,14 +559,16 @@ func decodeMirror(b []byte, m *Mirror) error {
 
 func appendHeaders(b []byte, num protowire.Number, hs []Header) []byte {
 	for i := range hs {
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		size := protowire.SizeTag(1) + protowire.SizeBytes(len(hs[i].Name)) +
-			protowire.SizeTag(2) + protowire.SizeBytes(len(hs[i].Value))
-		b = protowire.AppendVarint(b, uint64(size))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, hs[i].Name)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendString(b, hs[i].Value)
+		n, v := len(hs[i].Name), len(hs[i].Value)
+		size := 2 + protowire.SizeVarint(uint64(n)) + n + protowire.SizeVarint(uint64(v)) + v
+		b = appendTag(b, num, protowire.BytesType)
+		b = appendVarint(b, uint64(size))
+		b = append(b, 1<<3|byte(protowire.BytesType))
+		b = appendVarint(b, uint64(n))
+		b = append(b, hs[i].Name...)
+		b = append(b, 2<<3|byte(protowire.BytesType))
+		b = appendVarint(b, uint64(v))
+		b = append(b, hs[i].Value...)
 	}
 	return b
 }

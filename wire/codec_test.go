@@ -132,9 +132,113 @@ func BenchmarkDecodeTransaction(b *testing.B) {
 	var tx Transaction
 	b.ReportAllocs()
 	b.SetBytes(int64(len(buf)))
+	defer reportCPU(b)()
 	for i := 0; i < b.N; i++ {
 		if err := DecodeTransaction(buf, &tx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// realisticTransaction is a typical API call of about 1 KB on the wire:
+// browser-ish request headers, a JSON request and response.
+func realisticTransaction() *Transaction {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	return &Transaction{
+		SensorID: "sensor-eu-west-1a", Seq: 9_812_345, ConnID: 4_123_456, Index: 3,
+		Client: netip.MustParseAddrPort("10.12.4.77:51234"), Server: netip.MustParseAddrPort("10.12.9.3:8443"),
+		Protocol:     "http/1.1",
+		RequestStart: start, RequestEnd: start.Add(120 * time.Microsecond),
+		ResponseStart: start.Add(3 * time.Millisecond), ResponseEnd: start.Add(3200 * time.Microsecond),
+		Method: "POST", Host: "orders.internal.example.com", Path: "/api/v2/customers/83421/orders", Query: "expand=items&currency=EUR",
+		Version: "HTTP/1.1", Status: 201, Reason: "Created",
+		RequestHeaders: []Header{
+			{"Host", "orders.internal.example.com"}, {"User-Agent", "checkout-service/4.12.1 (+go1.24)"},
+			{"Accept", "application/json"}, {"Accept-Encoding", "gzip, br"}, {"Content-Type", "application/json"},
+			{"Content-Length", "212"}, {"Authorization", "Bearer [redacted]"},
+			{"X-Request-Id", "4f6c1f0e-8a7b-4c11-9d54-2f3e0b9a6c21"}, {"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+			{"X-Forwarded-For", "203.0.113.19"},
+		},
+		ResponseHeaders: []Header{
+			{"Content-Type", "application/json; charset=utf-8"}, {"Content-Length", "287"},
+			{"Date", "Sun, 01 Mar 2026 12:00:00 GMT"}, {"Location", "/api/v2/customers/83421/orders/99812"},
+			{"Cache-Control", "no-store"}, {"X-Request-Id", "4f6c1f0e-8a7b-4c11-9d54-2f3e0b9a6c21"},
+		},
+		RequestBody:        []byte(`{"items":[{"sku":"SKU-118-BLK","qty":2,"price":{"amount":"19.90","currency":"EUR"}},{"sku":"SKU-044-RED","qty":1,"price":{"amount":"7.50","currency":"EUR"}}],"shipping":{"method":"standard","country":"DE"}}`),
+		ResponseBody:       []byte(`{"id":99812,"customer":83421,"status":"created","total":{"amount":"47.30","currency":"EUR"},"items":[{"sku":"SKU-118-BLK","qty":2},{"sku":"SKU-044-RED","qty":1}],"created_at":"2026-03-01T12:00:00.003Z","links":{"self":"/api/v2/customers/83421/orders/99812"}}`),
+		RequestBodyWireLen: 212, RequestBodyLen: 212, ResponseBodyWireLen: 287, ResponseBodyLen: 287,
+		RequestContentType: "application/json", ResponseContentType: "application/json",
+	}
+}
+
+func BenchmarkEncodeRealistic(b *testing.B) {
+	tx := realisticTransaction()
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for i := 0; i < b.N; i++ {
+		buf = AppendTransaction(buf[:0], tx)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecodeRealistic(b *testing.B) {
+	buf := AppendTransaction(nil, realisticTransaction())
+	var tx Transaction
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	defer reportCPU(b)()
+	for i := 0; i < b.N; i++ {
+		if err := DecodeTransaction(buf, &tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeRealisticAliasing(b *testing.B) {
+	buf := AppendTransaction(nil, realisticTransaction())
+	var tx Transaction
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	defer reportCPU(b)()
+	for i := 0; i < b.N; i++ {
+		if err := DecodeTransactionAliasing(buf, &tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestInterleavedHeaderLists(t *testing.T) {
+	// A writer may interleave repeated fields; each list keeps its order.
+	var b []byte
+	b = appendHeaders(b, 22, []Header{{"A", "1"}})
+	b = appendHeaders(b, 23, []Header{{"X", "9"}})
+	b = appendHeaders(b, 22, []Header{{"B", "2"}})
+	b = appendString(b, 15, "GET")
+	var tx Transaction
+	if err := DecodeTransaction(b, &tx); err != nil {
+		t.Fatal(err)
+	}
+	want := []Header{{"A", "1"}, {"B", "2"}}
+	if !reflect.DeepEqual(tx.RequestHeaders, want) || len(tx.ResponseHeaders) != 1 || tx.Method != "GET" {
+		t.Fatalf("request headers %v, response %v", tx.RequestHeaders, tx.ResponseHeaders)
+	}
+	// Appending to one list must not overwrite another's.
+	tx.RequestHeaders = append(tx.RequestHeaders, Header{"C", "3"})
+	if tx.ResponseHeaders[0].Name != "X" {
+		t.Fatal("lists share capacity")
+	}
+}
+
+func TestOriginRoundTrip(t *testing.T) {
+	for _, o := range []Origin{{1, 0, 1}, {1 << 62, -1, 0}, {7, 11, 1 << 40}} {
+		b := AppendOrigin(nil, o)
+		got, err := DecodeOrigin(b)
+		if err != nil || got != o || len(b) != OriginLen {
+			t.Fatalf("%+v: got %+v, %v", o, got, err)
+		}
+	}
+	if _, err := DecodeOrigin([]byte{1, 2}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short origin: %v", err)
 	}
 }
