@@ -131,7 +131,13 @@ func (s *liveSensor) ready(t testing.TB, get func(path string) error) {
 	for i := 0; ; i++ {
 		path := fmt.Sprintf("/ready/%d", i)
 		if err := get(path); err != nil {
-			t.Fatalf("probe %s: %v", path, err)
+			// The sensor's listener may not be bound yet (a UDP probe is
+			// then refused): try again until the deadline.
+			if time.Now().After(deadline) {
+				t.Fatalf("probe %s: %v", path, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		for j := 0; j < 10; j++ {
 			for _, tx := range s.sink.snapshot() {

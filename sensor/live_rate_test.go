@@ -24,10 +24,15 @@ import (
 // measurement, run only with APISCOUT_LOAD=1 (rates in
 // APISCOUT_LOAD_MBPS, default 100,400,1600,3200,6400,12800).
 func TestLiveRate(t *testing.T) {
-	if os.Getenv("APISCOUT_LOAD") == "" {
-		t.Skip("load measurement: run with APISCOUT_LOAD=1 (needs root, ip, ethtool, tcpreplay)")
+	// By default one modest rate on a small capture proves the path
+	// (replay into a veth, capture, zero drops, every call found); the
+	// rising-rate measurement behind the README's table runs with
+	// APISCOUT_LOAD=1.
+	rates, conns := "200", 100
+	measuring := os.Getenv("APISCOUT_LOAD") != ""
+	if measuring {
+		rates, conns = "100,400,1600,3200,6400,12800", 1000
 	}
-	rates := "100,400,1600,3200,6400,12800"
 	if v := os.Getenv("APISCOUT_LOAD_MBPS"); v != "" {
 		rates = v
 	}
@@ -36,7 +41,7 @@ func TestLiveRate(t *testing.T) {
 	// JSON API traffic: 1000 connections of 8 calls, MTU-sized frames.
 	var convs [][]pcapgen.Packet
 	want := 0
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < conns; i++ {
 		c := pcapgen.NewConn(netip.MustParseAddrPort(fmt.Sprintf("10.205.%d.%d:%d", i/250, i%250+1, 30000+i)),
 			netip.MustParseAddrPort("10.205.9.1:8080"), t0.Add(time.Duration(i)*time.Millisecond)).Handshake()
 		for j := 0; j < 8; j++ {
@@ -111,6 +116,9 @@ func TestLiveRate(t *testing.T) {
 			share = float64(stats.KernelDrops) / float64(stats.Packets+stats.KernelDrops)
 		}
 		fmt.Printf("| %s | %s | %d | %d | %.2f%% | %d of %d |\n", r, achieved, stats.Packets, stats.KernelDrops, 100*share, found, want)
+		if !measuring && (stats.KernelDrops != 0 || found != want) {
+			t.Errorf("at %s Mbit/s: %d kernel drops, %d of %d transactions found", r, stats.KernelDrops, found, want)
+		}
 	}
 }
 

@@ -44,13 +44,17 @@ func NewJSONLWriter(w io.Writer, c io.Closer) *JSONL {
 	return &JSONL{w: bw, c: c, enc: enc}
 }
 
-// Write implements sensor.Sink.
+// Write implements sensor.Sink. Each batch is flushed, so a live sensor
+// piped into another tool shows transactions as they come.
 func (j *JSONL) Write(_ context.Context, recs []*wire.Transaction) error {
 	for _, tx := range recs {
 		if err := j.enc.Encode(tx); err != nil {
 			return fmt.Errorf("jsonl output: %w", err)
 		}
 		j.lines++
+	}
+	if err := j.w.Flush(); err != nil {
+		return fmt.Errorf("jsonl output: %w", err)
 	}
 	return nil
 }
