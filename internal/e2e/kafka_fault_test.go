@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/apiscout/apiscout/internal/kafkatest"
@@ -30,7 +31,11 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	}
 	noSpoolCfg := cfg
 	noSpoolCfg.SpoolDir = ""
-	bare, _ := publish.New(noSpoolCfg, "bare", zap.NewNop(), nil)
+	reg := prometheus.NewRegistry()
+	bare, err := publish.New(noSpoolCfg, "bare", zap.NewNop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	const perBatch, batches = 200, 10
 	seq := uint64(0)
@@ -53,11 +58,18 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	for i := 0; i < batches/2; i++ {
 		write()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Without a spool the loss is reported: by Flush, and counted.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err = bare.Write(ctx, []*wire.Transaction{tx("bare", 1, "x")})
+	if err == nil {
+		err = bare.Flush(ctx)
+	}
 	cancel()
 	if err == nil {
 		t.Error("a producer without spool wrote to a dead broker without error")
+	}
+	if got := counterValue(t, reg, "apiscout_kafka_records_dropped_total", "reason", publish.DropNoSpool); got != 1 {
+		t.Errorf("%v records counted as dropped, want 1", got)
 	}
 	bare.Close()
 	b.Start()
@@ -72,4 +84,26 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	if col.count() != int(seq) {
 		t.Fatalf("%d of %d records arrived", col.count(), seq)
 	}
+}
+
+// counterValue reads a counter from reg by its name and one label.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"time"
 
@@ -174,4 +175,33 @@ func ensureOnce(ctx context.Context, d *kafka.Dialer, broker, topic string, part
 		return err
 	}
 	return errors.New("created; waiting for leaders")
+}
+
+// Partitions returns the partition ids of topic, in order.
+func Partitions(ctx context.Context, c config.KafkaConfig, topic string) ([]int, error) {
+	d, err := Dialer(c, "apiscout-admin")
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for _, b := range c.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			last = err
+			continue
+		}
+		parts, err := conn.ReadPartitions(topic)
+		conn.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		ids := make([]int, len(parts))
+		for i, p := range parts {
+			ids[i] = p.ID
+		}
+		sort.Ints(ids)
+		return ids, nil
+	}
+	return nil, fmt.Errorf("partitions of %s: %w", topic, last)
 }

@@ -1,12 +1,21 @@
 // Package publish sends the sensor's records to Kafka. It is a sensor.Sink:
 // every record is keyed by its service (host) so one analyzer owns all of
-// a service's traffic, carries the schema version and content type in its
+// a service's traffic, carries the schema version, content type and its
+// origin (producer epoch, partition, per-partition sequence) in its
 // headers, and is acknowledged by all in-sync replicas (kafka-go's default
 // is no acknowledgement at all, which would lose records silently).
 //
-// When Kafka is unreachable or slow, records go to the on-disk spool and
-// are replayed in order once Kafka is back; while the spool holds
-// anything, new records queue behind it so order per service is kept.
+// Write never waits for Kafka: records are handed to kafka-go's
+// asynchronous writer, which batches them per partition by size and time,
+// and their acknowledgements come back later. A batch that fails after
+// its retries goes to the on-disk spool, and so does every record written
+// while the spool holds anything or while more than kafka.max_inflight_bytes
+// wait for acknowledgement (Kafka slow): new records queue behind the
+// spooled ones, which are replayed in order once Kafka is back. Records
+// that were already in flight when Kafka failed may reach it before older
+// spooled ones; consumers see them once each, ordered by packet time.
+// Without a spool, records Kafka refused are counted and reported by the
+// next Write or Flush, and a slow Kafka makes Write wait.
 package publish
 
 import (
@@ -34,28 +43,43 @@ const (
 	kindHeartbeat   byte = 2
 )
 
-// Drop reasons.
+// Drop reasons (the label set of apiscout_kafka_records_dropped_total).
 const (
 	DropSpoolFull  = "spool_full"
 	DropNoSpool    = "kafka_unreachable_no_spool"
 	DropSpoolError = "spool_error"
+	DropClosed     = "closed"
 )
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("publish: producer closed")
 
 // Producer publishes records to one topic.
 type Producer struct {
-	cfg   config.KafkaConfig
-	log   *zap.Logger
-	w     *kafka.Writer
-	spool *spool.Spool
-	m     *metrics
+	cfg      config.KafkaConfig
+	log      *zap.Logger
+	sensorID string
+	epoch    uint64
+	w        *kafka.Writer // asynchronous: live records
+	rw       *kafka.Writer // synchronous: spool replay
+	spool    *spool.Spool
+	m        *metrics
+	bal      kafka.Murmur2Balancer // the Java client's partitioner: same key, same partition
+	seq      atomic.Uint64         // for records that come without a sequence
 
-	mu sync.Mutex // serialises Writes
-	// replaying is set while spooled records are being sent: new records
-	// then queue in the spool behind them, and Write never waits on it.
-	replaying atomic.Bool
-	stop      chan struct{}
-	done      chan struct{}
-	closing   sync.Once
+	mu       sync.Mutex
+	room     *sync.Cond // signalled when in-flight bytes drop, and on every tick
+	parts    []int      // the topic's partitions; nil while unknown
+	pseq     map[int]uint64
+	divert   bool  // new records go to the spool
+	inflight int64 // bytes handed to w, not yet acknowledged or failed
+	lostN    int64 // records lost (no spool) since the last report
+	lostErr  error
+	closed   bool
+
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
 }
 
 type metrics struct {
@@ -64,11 +88,10 @@ type metrics struct {
 	latency        prometheus.Histogram
 	errors         prometheus.Counter
 	dropped        *prometheus.CounterVec
-	spoolRecords   prometheus.GaugeFunc
-	spoolBytes     prometheus.GaugeFunc
 }
 
 // New builds the producer; spooling is on when kafka.spool_dir is set.
+// sensorID fills records that come without one.
 func New(cfg config.KafkaConfig, sensorID string, log *zap.Logger, reg prometheus.Registerer) (*Producer, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka.brokers: empty")
@@ -85,26 +108,41 @@ func New(cfg config.KafkaConfig, sensorID string, log *zap.Logger, reg prometheu
 	if err != nil {
 		return nil, err
 	}
-	w := &kafka.Writer{
-		Addr:                   kafka.TCP(cfg.Brokers...),
-		Topic:                  cfg.Topic,
-		Balancer:               &kafka.Murmur2Balancer{}, // the Java client's partitioner: same key, same partition
-		RequiredAcks:           acks,
-		Compression:            codec,
-		BatchSize:              cfg.BatchSize,
-		BatchBytes:             cfg.BatchBytes,
-		BatchTimeout:           cfg.BatchTimeout,
-		MaxAttempts:            cfg.MaxAttempts,
-		WriteBackoffMin:        100 * time.Millisecond,
-		WriteBackoffMax:        2 * time.Second,
-		Transport:              tr,
-		AllowAutoTopicCreation: true,
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = 64 << 20
 	}
-	p := &Producer{cfg: cfg, log: log, w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Producer{cfg: cfg, log: log, sensorID: sensorID, epoch: uint64(time.Now().UnixNano()),
+		pseq: map[int]uint64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p.room = sync.NewCond(&p.mu)
+	writer := func(async bool) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:                   kafka.TCP(cfg.Brokers...),
+			Topic:                  cfg.Topic,
+			Balancer:               chosen{&p.bal},
+			RequiredAcks:           acks, // explicit: kafka-go's zero value is no acknowledgement
+			Compression:            codec,
+			BatchSize:              cfg.BatchSize,
+			BatchBytes:             cfg.BatchBytes,
+			BatchTimeout:           cfg.BatchTimeout,
+			MaxAttempts:            cfg.MaxAttempts,
+			WriteBackoffMin:        100 * time.Millisecond,
+			WriteBackoffMax:        2 * time.Second,
+			Transport:              tr,
+			AllowAutoTopicCreation: true,
+			Async:                  async,
+		}
+	}
+	p.w = writer(true)
+	p.w.Completion = p.completed
+	p.rw = writer(false)
+	p.rw.MaxAttempts = 2 // the replay loop retries with its own backoff
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := kafkaconf.EnsureTopic(ctx, cfg, cfg.Topic); err != nil {
 		// Not fatal: the spool covers a broker that is not there yet.
 		log.Warn("could not check or create the topic", zap.String("topic", cfg.Topic), zap.Error(err))
+	} else if parts, err := kafkaconf.Partitions(ctx, cfg, cfg.Topic); err == nil {
+		p.parts = parts
 	}
 	cancel()
 	if cfg.SpoolDir != "" {
@@ -113,106 +151,285 @@ func New(cfg config.KafkaConfig, sensorID string, log *zap.Logger, reg prometheu
 		}
 		if n, b := p.spool.Len(); n > 0 {
 			log.Info("spool holds records from before the restart; replaying them first", zap.Int64("records", n), zap.Int64("bytes", b))
+			p.divert = true
 		}
 	}
-	p.m = newMetrics(reg, p.spool)
-	go p.replayLoop()
+	if p.m, err = newMetrics(reg, p); err != nil {
+		return nil, err
+	}
+	go p.loop()
 	return p, nil
 }
 
-func newMetrics(reg prometheus.Registerer, s *spool.Spool) *metrics {
+func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_records_sent_total",
 			Help: "Records acknowledged by Kafka, by kind."}, []string{"kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_bytes_sent_total",
-			Help: "Record bytes acknowledged by Kafka, by kind."}, []string{"kind"}),
+			Help: "Record bytes (key and value) acknowledged by Kafka, by kind."}, []string{"kind"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "apiscout_kafka_batch_records",
-			Help: "Records per write to Kafka.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+			Help: "Records per batch acknowledged by Kafka.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "apiscout_kafka_send_seconds",
-			Help: "Time for Kafka to acknowledge a write.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
+			Help: "From Write to Kafka's acknowledgement, per batch (batching wait included).", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_kafka_send_errors_total",
-			Help: "Writes to Kafka that failed after retries (their records were spooled or dropped)."}),
+			Help: "Batches Kafka did not take after retries (their records were spooled or dropped)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_records_dropped_total",
 			Help: "Records the producer dropped, by reason."}, []string{"reason"}),
 	}
-	m.spoolRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apiscout_spool_records",
-		Help: "Records waiting in the on-disk spool."}, func() float64 {
-		if s == nil {
-			return 0
-		}
-		n, _ := s.Len()
-		return float64(n)
-	})
-	m.spoolBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apiscout_spool_bytes",
-		Help: "Bytes in the on-disk spool."}, func() float64 {
-		if s == nil {
-			return 0
-		}
-		_, b := s.Len()
-		return float64(b)
-	})
-	if reg != nil {
-		reg.MustRegister(m.records, m.bytes, m.batch, m.latency, m.errors, m.dropped, m.spoolRecords, m.spoolBytes)
+	for _, r := range []string{DropSpoolFull, DropNoSpool, DropSpoolError, DropClosed} {
+		m.dropped.WithLabelValues(r)
 	}
-	return m
+	for _, k := range []string{"transaction", "heartbeat"} {
+		m.records.WithLabelValues(k)
+		m.bytes.WithLabelValues(k)
+	}
+	spoolLen := func(bytes bool) func() float64 {
+		return func() float64 {
+			if p.spool == nil {
+				return 0
+			}
+			n, b := p.spool.Len()
+			if bytes {
+				return float64(b)
+			}
+			return float64(n)
+		}
+	}
+	cs := []prometheus.Collector{m.records, m.bytes, m.batch, m.latency, m.errors, m.dropped,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apiscout_spool_records",
+			Help: "Records waiting in the on-disk spool."}, spoolLen(false)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apiscout_spool_bytes",
+			Help: "Bytes in the on-disk spool."}, spoolLen(true)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "apiscout_spool_corrupt_records_total",
+			Help: "Spooled records skipped on replay because their checksum or framing failed (lost)."}, func() float64 {
+			if p.spool == nil {
+				return 0
+			}
+			return float64(p.spool.CorruptRecords())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "apiscout_kafka_inflight_bytes",
+			Help: "Record bytes handed to Kafka and not yet acknowledged."}, func() float64 {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return float64(p.inflight)
+		}),
+	}
+	if reg != nil {
+		for _, c := range cs {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("publish metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
 }
 
-// RequiredAcks is the acknowledgement the writer asks for.
+// RequiredAcks is the acknowledgement the writers ask for.
 func (p *Producer) RequiredAcks() kafka.RequiredAcks { return p.w.RequiredAcks }
 
-func headers(contentType string) []kafka.Header {
-	return []kafka.Header{
-		{Key: wire.HeaderSchema, Value: []byte(strconv.Itoa(wire.SchemaVersion))},
-		{Key: wire.HeaderContentType, Value: []byte(contentType)},
+// chosen sends a record to the partition the producer chose (and numbered
+// it for); when that partition no longer exists, it falls back to the
+// key's hash.
+type chosen struct{ hash *kafka.Murmur2Balancer }
+
+func (c chosen) Balance(msg kafka.Message, partitions ...int) int {
+	if msg.Partition >= 0 && msg.Partition < len(partitions) && partitions[msg.Partition] == msg.Partition {
+		return msg.Partition
 	}
+	return c.hash.Balance(msg, partitions...)
 }
 
-func message(r spool.Record) kafka.Message {
-	ct := wire.ContentTypeTransaction
-	if r.Kind == kindHeartbeat {
-		ct = wire.ContentTypeHeartbeat
-	}
-	return kafka.Message{Key: r.Key, Value: r.Value, Headers: headers(ct)}
-}
+var (
+	schemaHeader = kafka.Header{Key: wire.HeaderSchema, Value: []byte(strconv.Itoa(wire.SchemaVersion))}
+	txHeader     = kafka.Header{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransaction)}
+	hbHeader     = kafka.Header{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeHeartbeat)}
+)
 
-// Write implements sensor.Sink. It returns an error only when records
-// were lost (no spool, or the spool is full); they are also counted.
+// Write implements sensor.Sink. It hands the records over and returns; it
+// returns an error when records were lost: these (the spool is full) or
+// earlier ones Kafka refused while there was no spool. The records are
+// the producer's from then on: it fills SensorID and Seq where missing.
 func (p *Producer) Write(ctx context.Context, recs []*wire.Transaction) error {
-	out := make([]spool.Record, len(recs))
-	for i, tx := range recs {
-		out[i] = spool.Record{Kind: kindTransaction, Key: []byte(tx.Key()), Value: wire.AppendTransaction(nil, tx)}
+	if len(recs) == 0 {
+		return p.takeLoss()
 	}
-	return p.send(ctx, out)
+	// One buffer holds every value, key and origin of the call, and one
+	// slice every header: a handful of allocations per call, not per record.
+	est := 0
+	for _, tx := range recs {
+		est += 256 + len(tx.RequestBody) + len(tx.ResponseBody) + 48*(len(tx.RequestHeaders)+len(tx.ResponseHeaders))
+	}
+	arena := make([]byte, 0, est)
+	type span struct{ key, val, org int }
+	spans := make([]span, len(recs))
+	for i, tx := range recs {
+		if tx.SensorID == "" {
+			tx.SensorID = p.sensorID
+		}
+		if tx.Seq == 0 {
+			tx.Seq = p.seq.Add(1)
+		}
+		spans[i].key = len(arena)
+		arena = append(arena, tx.Key()...)
+		spans[i].val = len(arena)
+		arena = wire.AppendTransaction(arena, tx)
+		spans[i].org = len(arena)
+		arena = append(arena, make([]byte, wire.OriginLen)...)
+	}
+	hdrs := make([]kafka.Header, 3*len(recs))
+	msgs := make([]kafka.Message, len(recs))
+	now := time.Now()
+	var size int64
+	for i := range recs {
+		end := len(arena)
+		if i+1 < len(recs) {
+			end = spans[i+1].key
+		}
+		s := spans[i]
+		h := hdrs[3*i : 3*i+3 : 3*i+3]
+		h[0], h[1] = schemaHeader, txHeader
+		h[2] = kafka.Header{Key: wire.HeaderOrigin, Value: arena[s.org:end:end]}
+		msgs[i] = kafka.Message{Key: arena[s.key:s.val:s.val], Value: arena[s.val:s.org:s.org], Headers: h, Time: now}
+		size += int64(s.org - s.key)
+	}
+	return p.send(ctx, msgs, size)
 }
 
-// WriteHeartbeat implements sensor.HeartbeatSink. Heartbeats are keyed by
-// sensor id; every analyzer reads every partition's heartbeats it owns.
+// WriteHeartbeat implements sensor.HeartbeatSink. A heartbeat is keyed by
+// its sensor, so one analyzer sees all of a sensor's heartbeats in order.
 func (p *Producer) WriteHeartbeat(ctx context.Context, hb *wire.Heartbeat) error {
-	return p.send(ctx, []spool.Record{{Kind: kindHeartbeat, Key: []byte("sensor:" + hb.SensorID), Value: wire.AppendHeartbeat(nil, hb)}})
+	if hb.SensorID == "" {
+		hb.SensorID = p.sensorID
+	}
+	key := []byte("sensor:" + hb.SensorID)
+	val := wire.AppendHeartbeat(nil, hb)
+	msg := kafka.Message{Key: key, Value: val, Time: time.Now(),
+		Headers: []kafka.Header{schemaHeader, hbHeader, {Key: wire.HeaderOrigin, Value: make([]byte, wire.OriginLen)}}}
+	return p.send(ctx, []kafka.Message{msg}, int64(len(key)+len(val)))
 }
 
-func (p *Producer) send(ctx context.Context, recs []spool.Record) error {
+// send numbers the records in their partitions and hands them to Kafka
+// or, when it must, to the spool.
+func (p *Producer) send(ctx context.Context, msgs []kafka.Message, size int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		p.m.dropped.WithLabelValues(DropClosed).Add(float64(len(msgs)))
+		return ErrClosed
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		o := wire.Origin{Epoch: p.epoch, Partition: -1}
+		m.Partition = -1
+		if p.parts != nil {
+			m.Partition = p.bal.Balance(*m, p.parts...)
+			p.pseq[m.Partition]++
+			o.Partition, o.PartitionSeq = int32(m.Partition), p.pseq[m.Partition]
+		}
+		wire.PutOrigin(m.Headers[2].Value, o)
+	}
+	lost := p.takeLossLocked()
 	if p.spool != nil {
-		if n, _ := p.spool.Len(); n > 0 || p.replaying.Load() {
-			return p.toSpool(recs) // keep order behind what waits
+		if !p.divert && p.inflight+size > p.cfg.MaxInflightBytes && p.inflight > 0 {
+			p.log.Warn("Kafka is slow: spooling records to disk until it catches up",
+				zap.Int64("inflight_bytes", p.inflight))
+			p.divert = true
+		}
+		if p.divert {
+			return errors.Join(lost, p.toSpool(msgs))
+		}
+	} else {
+		for p.inflight+size > p.cfg.MaxInflightBytes && p.inflight > 0 && ctx.Err() == nil {
+			p.room.Wait() // backpressure: the sensor's queue absorbs it
 		}
 	}
-	err := p.kafka(ctx, recs)
-	if err == nil {
-		return nil
+	p.inflight += size
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := p.w.WriteMessages(wctx, msgs...) // asynchronous: fails only before batching
+	cancel()
+	if err != nil {
+		p.inflight -= size
+		p.m.errors.Inc()
+		return errors.Join(lost, p.failed(msgs, err))
 	}
-	p.m.errors.Inc()
-	if p.spool == nil {
-		p.m.dropped.WithLabelValues(DropNoSpool).Add(float64(len(recs)))
-		return fmt.Errorf("kafka: %d records lost (no spool configured): %w", len(recs), err)
-	}
-	p.log.Warn("kafka unreachable; spooling records to disk", zap.Error(err), zap.Int("records", len(recs)))
-	return p.toSpool(recs)
+	return lost
 }
 
-func (p *Producer) toSpool(recs []spool.Record) error {
+// completed is kafka-go's callback for every batch of the async writer.
+func (p *Producer) completed(msgs []kafka.Message, err error) {
+	var size int64
+	for i := range msgs {
+		size += int64(len(msgs[i].Key) + len(msgs[i].Value))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight -= size
+	p.room.Broadcast()
+	if err != nil {
+		p.m.errors.Inc()
+		p.failed(msgs, err) // its error is counted and kept in lostErr
+		return
+	}
+	p.sent(msgs)
+}
+
+func (p *Producer) sent(msgs []kafka.Message) {
+	var nt, nh, bt, bh int
+	for i := range msgs {
+		b := len(msgs[i].Key) + len(msgs[i].Value)
+		if isHeartbeat(msgs[i]) {
+			nh++
+			bh += b
+		} else {
+			nt++
+			bt += b
+		}
+	}
+	p.m.latency.Observe(time.Since(msgs[0].Time).Seconds())
+	p.m.batch.Observe(float64(len(msgs)))
+	p.m.records.WithLabelValues("transaction").Add(float64(nt))
+	p.m.bytes.WithLabelValues("transaction").Add(float64(bt))
+	if nh > 0 {
+		p.m.records.WithLabelValues("heartbeat").Add(float64(nh))
+		p.m.bytes.WithLabelValues("heartbeat").Add(float64(bh))
+	}
+}
+
+func isHeartbeat(m kafka.Message) bool {
+	return len(m.Headers) > 1 && string(m.Headers[1].Value) == wire.ContentTypeHeartbeat
+}
+
+// failed takes records Kafka did not: to the spool, or counted as lost.
+// p.mu is held.
+func (p *Producer) failed(msgs []kafka.Message, err error) error {
+	if p.spool == nil {
+		p.m.dropped.WithLabelValues(DropNoSpool).Add(float64(len(msgs)))
+		if p.lostErr == nil {
+			p.log.Error("Kafka did not take records and there is no spool: they are lost", zap.Int("records", len(msgs)), zap.Error(err))
+			p.lostErr = err
+		}
+		p.lostN += int64(len(msgs))
+		return nil
+	}
+	if !p.divert {
+		p.log.Warn("Kafka unreachable: spooling records to disk", zap.Int("records", len(msgs)), zap.Error(err))
+		p.divert = true
+	}
+	return p.toSpool(msgs)
+}
+
+func (p *Producer) toSpool(msgs []kafka.Message) error {
+	recs := make([]spool.Record, len(msgs))
+	for i := range msgs {
+		kind := kindTransaction
+		if isHeartbeat(msgs[i]) {
+			kind = kindHeartbeat
+		}
+		recs[i] = spool.Record{Kind: kind, Key: msgs[i].Key, Value: msgs[i].Value}
+		if len(msgs[i].Headers) > 2 {
+			recs[i].Meta = msgs[i].Headers[2].Value
+		}
+	}
 	n, err := p.spool.Append(recs)
 	if err == nil {
 		return nil
@@ -227,115 +444,161 @@ func (p *Producer) toSpool(recs []spool.Record) error {
 	return fmt.Errorf("spool: %d records lost: %w", lost, err)
 }
 
-// kafka writes synchronously; kafka-go retries MaxAttempts times with
-// backoff before returning an error.
-func (p *Producer) kafka(ctx context.Context, recs []spool.Record) error {
+func (p *Producer) takeLoss() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeLossLocked()
+}
+
+// takeLossLocked reports records lost since the last report, once.
+func (p *Producer) takeLossLocked() error {
+	if p.lostN == 0 {
+		return nil
+	}
+	err := fmt.Errorf("kafka: %d records lost (no spool configured): %w", p.lostN, p.lostErr)
+	p.lostN, p.lostErr = 0, nil
+	return err
+}
+
+// replay sends one segment's records synchronously, to the partitions
+// they were numbered for.
+func (p *Producer) replay(recs []spool.Record) error {
 	msgs := make([]kafka.Message, len(recs))
-	var tb, hb int
+	now := time.Now()
 	for i, r := range recs {
-		msgs[i] = message(r)
+		ct := txHeader
 		if r.Kind == kindHeartbeat {
-			hb += len(r.Value)
-		} else {
-			tb += len(r.Value)
+			ct = hbHeader
+		}
+		msgs[i] = kafka.Message{Key: r.Key, Value: r.Value, Time: now, Partition: -1,
+			Headers: []kafka.Header{schemaHeader, ct, {Key: wire.HeaderOrigin, Value: r.Meta}}}
+		if o, err := wire.DecodeOrigin(r.Meta); err == nil {
+			msgs[i].Partition = int(o.Partition)
 		}
 	}
-	start := time.Now()
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.rw.WriteMessages(ctx, msgs...); err != nil {
 		return err
 	}
-	p.m.latency.Observe(time.Since(start).Seconds())
-	p.m.batch.Observe(float64(len(msgs)))
-	var nt, nh int
-	for _, r := range recs {
-		if r.Kind == kindHeartbeat {
-			nh++
-		} else {
-			nt++
-		}
-	}
-	p.m.records.WithLabelValues("transaction").Add(float64(nt))
-	p.m.records.WithLabelValues("heartbeat").Add(float64(nh))
-	p.m.bytes.WithLabelValues("transaction").Add(float64(tb))
-	p.m.bytes.WithLabelValues("heartbeat").Add(float64(hb))
+	p.mu.Lock()
+	p.sent(msgs)
+	p.mu.Unlock()
 	return nil
 }
 
-// replayLoop drains the spool into Kafka whenever it holds records.
-func (p *Producer) replayLoop() {
+// loop replays the spool when it holds records and refreshes the topic's
+// partitions. It is the producer's only goroutine.
+func (p *Producer) loop() {
 	defer close(p.done)
-	if p.spool == nil {
-		return
-	}
-	backoff := 200 * time.Millisecond
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	backoff, nextTry := 200*time.Millisecond, time.Time{}
+	nextParts := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-p.stop:
 			return
-		case <-time.After(backoff):
+		case <-tick.C:
 		}
-		if n, _ := p.spool.Len(); n == 0 {
+		p.mu.Lock()
+		p.room.Broadcast() // lets a waiting Write see its context end
+		known := p.parts != nil
+		p.mu.Unlock()
+		if now := time.Now(); !known || now.After(nextParts) {
+			nextParts = now.Add(30 * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if parts, err := kafkaconf.Partitions(ctx, p.cfg, p.cfg.Topic); err == nil && len(parts) > 0 {
+				p.mu.Lock()
+				p.parts = parts
+				p.mu.Unlock()
+			}
+			cancel()
+		}
+		if p.spool == nil || time.Now().Before(nextTry) {
 			continue
 		}
-		p.replaying.Store(true)
+		p.mu.Lock()
+		divert, inflight := p.divert, p.inflight
+		p.mu.Unlock()
+		// Wait for what is in flight first: it is older than what was
+		// diverted to the spool, and may yet fail into it.
+		if !divert || inflight > 0 {
+			continue
+		}
 		for {
-			n, err := p.spool.Replay(func(recs []spool.Record) error {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				return p.kafka(ctx, recs)
-			})
+			n, err := p.spool.Replay(p.replay)
 			if err != nil {
+				p.log.Debug("spool replay failed; retrying", zap.Duration("backoff", backoff), zap.Error(err))
+				nextTry = time.Now().Add(backoff)
 				backoff = min(backoff*2, 5*time.Second)
 				break
 			}
 			backoff = 200 * time.Millisecond
-			if n == 0 {
-				break
+			if n > 0 {
+				p.log.Debug("spooled records delivered", zap.Int("records", n))
+				continue
 			}
-			p.log.Info("spooled records delivered", zap.Int("records", n))
+			// Stop diverting only once the spool is empty, under the write
+			// lock, so no record slips in between.
+			p.mu.Lock()
+			if n, _ := p.spool.Len(); n == 0 {
+				p.divert = false
+				p.log.Info("Kafka takes records again; spool drained")
+			}
+			p.mu.Unlock()
+			break
 		}
-		// Stop diverting new records only once the spool is empty, under
-		// the write lock, so none can slip in between.
-		p.mu.Lock()
-		if n, _ := p.spool.Len(); n == 0 {
-			p.replaying.Store(false)
-		}
-		p.mu.Unlock()
 	}
 }
 
-// Flush waits until the spool is empty or ctx ends.
+// Flush waits until every record handed over is acknowledged by Kafka (or
+// lost, which it reports) and the spool is empty, or ctx ends.
 func (p *Producer) Flush(ctx context.Context) error {
 	for {
-		if p.spool == nil {
-			return nil
-		}
-		if n, _ := p.spool.Len(); n == 0 {
-			return nil
+		p.mu.Lock()
+		idle := p.inflight == 0 && !p.divert
+		p.mu.Unlock()
+		if idle {
+			return p.takeLoss()
 		}
 		select {
 		case <-ctx.Done():
-			n, _ := p.spool.Len()
-			return fmt.Errorf("%d records still spooled: %w", n, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			p.mu.Lock()
+			inflight := p.inflight
+			p.mu.Unlock()
+			var n int64
+			if p.spool != nil {
+				n, _ = p.spool.Len()
+			}
+			return errors.Join(p.takeLoss(), fmt.Errorf("%d bytes unacknowledged, %d records spooled: %w", inflight, n, ctx.Err()))
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
-// Close implements sensor.Sink: it gives the spool a few seconds to
-// drain, then leaves the rest on disk for the next start.
+// Close implements sensor.Sink: it gives Kafka a few seconds to take what
+// is in flight and in the spool, then leaves the rest in the spool for
+// the next start. It reports records lost since the last Write.
 func (p *Producer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = p.Flush(ctx)
+	ferr := p.Flush(ctx)
 	p.closing.Do(func() { close(p.stop) })
 	<-p.done
-	err := p.w.Close()
+	p.mu.Lock()
+	p.closed = true
+	p.room.Broadcast()
+	p.mu.Unlock()
+	// Closing the async writer sends what it holds; what fails lands in
+	// the spool through completed, so the spool closes last.
+	err := errors.Join(p.w.Close(), p.rw.Close())
 	if p.spool != nil {
 		if n, _ := p.spool.Len(); n > 0 {
 			p.log.Warn("records left in the spool for the next start", zap.Int64("records", n))
 		}
 		err = errors.Join(err, p.spool.Close())
+		ferr = nil // nothing was lost: it waits on disk
 	}
-	return err
+	return errors.Join(err, ferr, p.takeLoss())
 }

@@ -31,9 +31,19 @@ const (
 type Record struct {
 	Key   []byte
 	Value []byte
-	// Kind tells transactions from heartbeats (the content type).
+	// Meta is kept with the record and handed back on replay, opaque to
+	// the spool (the producer keeps its origin header there); at most 255
+	// bytes.
+	Meta []byte
+	// Kind tells transactions from heartbeats (the content type); below
+	// 0x80.
 	Kind byte
 }
+
+// withMeta marks a record framed with its Meta (kind | withMeta, key
+// length, key, meta length, meta, value); records without it are framed
+// as the first version of the format wrote them.
+const withMeta = 0x80
 
 // ErrFull is returned when the spool is at its size limit.
 var ErrFull = errors.New("spool full")
@@ -112,7 +122,13 @@ func (s *Spool) Append(recs []Record) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, r := range recs {
+		if len(r.Meta) > 255 || r.Kind >= withMeta {
+			return i, fmt.Errorf("spool: record kind %d or %d bytes of meta out of range", r.Kind, len(r.Meta))
+		}
 		size := int64(8 + 1 + 4 + len(r.Key) + len(r.Value))
+		if r.Meta != nil {
+			size += int64(1 + len(r.Meta))
+		}
 		if s.total+size > s.limit {
 			s.sync()
 			return i, ErrFull
@@ -123,9 +139,17 @@ func (s *Spool) Append(recs []Record) (int, error) {
 			}
 		}
 		payload := make([]byte, 0, size-8)
-		payload = append(payload, r.Kind)
+		kind := r.Kind
+		if r.Meta != nil {
+			kind |= withMeta
+		}
+		payload = append(payload, kind)
 		payload = binary.BigEndian.AppendUint32(payload, uint32(len(r.Key)))
 		payload = append(payload, r.Key...)
+		if r.Meta != nil {
+			payload = append(payload, byte(len(r.Meta)))
+			payload = append(payload, r.Meta...)
+		}
 		payload = append(payload, r.Value...)
 		var hdr [8]byte
 		binary.BigEndian.PutUint32(hdr[:4], uint32(len(payload)))
@@ -275,8 +299,26 @@ func (s *Spool) read(n int64) ([]Record, int64, error) {
 		if int(klen) > len(payload)-5 {
 			return out, 1, nil
 		}
-		out = append(out, Record{Kind: payload[0], Key: payload[5 : 5+klen], Value: payload[5+klen:]})
+		rec := Record{Kind: payload[0] &^ withMeta, Key: payload[5 : 5+klen : 5+klen]}
+		rest := payload[5+klen:]
+		if payload[0]&withMeta != 0 {
+			if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
+				return out, 1, nil
+			}
+			m := int(rest[0])
+			rec.Meta, rest = rest[1:1+m:1+m], rest[1+m:]
+		}
+		rec.Value = rest
+		out = append(out, rec)
 	}
+}
+
+// CorruptRecords counts records skipped on replay because their checksum
+// or framing failed.
+func (s *Spool) CorruptRecords() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Corrupt
 }
 
 // Close flushes and closes the segment being written.

@@ -12,7 +12,11 @@ import (
 func recs(from, n int) []Record {
 	var out []Record
 	for i := from; i < from+n; i++ {
-		out = append(out, Record{Kind: 1, Key: []byte(fmt.Sprint("svc", i%3)), Value: bytes.Repeat([]byte{byte(i)}, 100+i%50)})
+		r := Record{Kind: 1, Key: []byte(fmt.Sprint("svc", i%3)), Value: bytes.Repeat([]byte{byte(i)}, 100+i%50)}
+		if i%2 == 0 {
+			r.Meta = []byte(fmt.Sprint("origin", i))
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -58,7 +62,8 @@ func TestOrderAndRestart(t *testing.T) {
 		t.Fatalf("%d records replayed, want %d", len(got), len(want))
 	}
 	for i := range want {
-		if !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].Key, want[i].Key) {
+		if !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].Key, want[i].Key) ||
+			!bytes.Equal(got[i].Meta, want[i].Meta) || got[i].Kind != want[i].Kind {
 			t.Fatalf("record %d out of order or changed", i)
 		}
 	}
