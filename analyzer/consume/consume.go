@@ -1,16 +1,19 @@
 // Package consume reads the sensors' records from Kafka for an analyzer,
 // as one member of a consumer group, at least once: offsets are committed
 // only after the Handler has durably applied a batch. Records re-delivered
-// after a crash are recognised by (sensor id, sequence) and not applied
-// twice. A record that cannot be
-// decoded goes to the dead-letter topic with the reason in a header, and
-// consumption goes on.
+// within a bounded window are recognised by (sensor, producer epoch,
+// sequence) and not handed over twice; the handler's own idempotence (by
+// transaction id) covers re-delivery after a crash. Gaps in each producer's
+// per-partition numbering are counted, so loss between sensor and analyzer
+// is visible. A record that cannot be decoded goes to the dead-letter
+// topic with the reason in a header, and consumption goes on.
 package consume
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"time"
 
@@ -30,47 +33,72 @@ type Record struct {
 	Partition int
 	Offset    int64
 	Key       string
+	// Origin is where the producer put the record (zero when the record
+	// came without an origin header).
+	Origin wire.Origin
 }
 
-// Handler applies a batch. Returning nil means the batch is durably
+// Handler applies a batch. Run calls Handle from one goroutine, one batch
+// at a time, in partition order. Returning nil means the batch is durably
 // applied (stored, checkpointed): its offsets are then committed. On an
-// error the consumer stops, so a restart re-reads the batch; the handler
-// must tolerate seeing records again.
+// error Run stops, so a restart reads the batch again; the handler must
+// tolerate seeing records again (the transaction id is stable).
 type Handler interface {
 	Handle(ctx context.Context, batch []Record) error
 }
 
-// HeaderDeadLetterReason names why a record was dead-lettered.
-const HeaderDeadLetterReason = "apiscout-dead-letter-reason"
+// Header names the consumer adds to dead letters.
+const (
+	HeaderDeadLetterReason = "apiscout-dead-letter-reason"
+	HeaderDeadLetterSource = "apiscout-source" // topic/partition/offset it came from
+)
 
-// Options size the batches.
+// Dead-letter reasons (the label set of apiscout_consumer_dead_letters_total).
+const (
+	ReasonBadSchemaHeader        = "bad_schema_header"
+	ReasonUndecodableTransaction = "undecodable_transaction"
+	ReasonEmptyTransaction       = "empty_transaction"
+	ReasonUndecodableHeartbeat   = "undecodable_heartbeat"
+	ReasonUnknownContentType     = "unknown_content_type"
+)
+
+// Options size the batches and the memory of the consumer.
 type Options struct {
 	// MaxBatch records per Handle call (default 5000).
 	MaxBatch int
 	// MaxWait before a partial batch is handed over (default 500 ms).
 	MaxWait time.Duration
-	// DedupeWindow is how many recent (sensor, sequence) pairs are
-	// remembered to drop re-delivered records (default 1<<18, ~10 MiB).
+	// DedupeWindow is how many recent (sensor, epoch, sequence) keys are
+	// remembered to drop re-delivered records (default 1<<18: about
+	// 20 MiB, a few seconds of a busy analyzer).
 	DedupeWindow int
+	// MaxStreams bounds the producer partitions tracked for gaps (default
+	// 65536: sensors x restarts x partitions).
+	MaxStreams int
 }
 
 // Consumer is one analyzer's member of the group.
 type Consumer struct {
-	cfg  config.KafkaConfig
-	opts Options
-	log  *zap.Logger
-	r    *kafka.Reader
-	dlq  *kafka.Writer
-	m    *metrics
-	seen recent
+	cfg     config.KafkaConfig
+	opts    Options
+	log     *zap.Logger
+	r       *kafka.Reader
+	dlq     *kafka.Writer
+	m       *metrics
+	seen    recent
+	seed    maphash.Seed
+	streams map[streamKey]uint64 // next expected per-partition sequence
+	lag     map[int]int64
 }
 
 type metrics struct {
-	records    *prometheus.CounterVec
-	duplicates prometheus.Counter
-	dead       *prometheus.CounterVec
-	lag        prometheus.Gauge
-	commits    prometheus.Counter
+	transactions, heartbeats prometheus.Counter
+	duplicates               prometheus.Counter
+	gaps, late               prometheus.Counter
+	dead                     *prometheus.CounterVec
+	lag                      *prometheus.GaugeVec
+	commits                  prometheus.Counter
+	batch                    prometheus.Histogram
 }
 
 // New joins the consumer group (kafka.group) on kafka.topic. A new group
@@ -87,11 +115,21 @@ func New(cfg config.KafkaConfig, opts Options, log *zap.Logger, reg prometheus.R
 	if opts.DedupeWindow <= 0 {
 		opts.DedupeWindow = 1 << 18
 	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = 1 << 16
+	}
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("kafka.brokers: empty")
+	}
 	dialer, err := kafkaconf.Dialer(cfg, "apiscout-analyzer")
 	if err != nil {
 		return nil, err
 	}
 	tr, err := kafkaconf.Transport(cfg, "apiscout-analyzer")
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -113,40 +151,57 @@ func New(cfg config.KafkaConfig, opts Options, log *zap.Logger, reg prometheus.R
 		MinBytes:          1,
 		MaxBytes:          16 << 20,
 		MaxWait:           200 * time.Millisecond,
-		CommitInterval:    0, // synchronous commits, only of what was applied
+		QueueCapacity:     opts.MaxBatch, // kafka-go's 100 starves a batch of thousands
+		CommitInterval:    0,             // synchronous commits, only of what was applied
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
 	})
-	c := &Consumer{cfg: cfg, opts: opts, log: log, r: r,
+	c := &Consumer{cfg: cfg, opts: opts, log: log, r: r, m: m,
 		dlq: &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DeadLetterTopic, RequiredAcks: kafka.RequireAll,
 			Transport: tr, AllowAutoTopicCreation: true, BatchTimeout: 10 * time.Millisecond},
-		m: newMetrics(reg)}
+		streams: map[streamKey]uint64{}, lag: map[int]int64{}, seed: maphash.MakeSeed()}
 	return c, nil
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	records := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_consumer_records_total",
+		Help: "Records read from Kafka and decoded, by kind."}, []string{"kind"})
 	m := &metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_consumer_records_total",
-			Help: "Records read from Kafka, by kind."}, []string{"kind"}),
+		transactions: records.WithLabelValues("transaction"),
+		heartbeats:   records.WithLabelValues("heartbeat"),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_consumer_duplicates_total",
-			Help: "Records seen again (same sensor and sequence) and not applied twice."}),
+			Help: "Records seen again (same sensor, producer epoch and sequence) and not handed over twice."}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_consumer_sequence_gaps_total",
+			Help: "Records missing from a producer's per-partition sequence when a later one arrived (lost, or late: see apiscout_consumer_sequence_late_total)."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_consumer_sequence_late_total",
+			Help: "Records that arrived after a later one of their partition sequence (counted in gaps before; gaps minus late is the loss)."}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_consumer_dead_letters_total",
 			Help: "Records sent to the dead-letter topic, by reason."}, []string{"reason"}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiscout_consumer_lag",
-			Help: "Records behind the end of the partitions this consumer reads."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "apiscout_consumer_lag",
+			Help: "Records behind the end of each partition this consumer read last."}, []string{"partition"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_consumer_commits_total",
 			Help: "Offset commits after batches were applied."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "apiscout_consumer_batch_records",
+			Help: "Records per batch handed to the analyzer.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+	}
+	for _, r := range []string{ReasonBadSchemaHeader, ReasonUndecodableTransaction, ReasonEmptyTransaction, ReasonUndecodableHeartbeat, ReasonUnknownContentType} {
+		m.dead.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.duplicates, m.dead, m.lag, m.commits)
+		for _, c := range []prometheus.Collector{records, m.duplicates, m.gaps, m.late, m.dead, m.lag, m.commits, m.batch} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("consume metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
-// Run reads, hands batches to h and commits, until ctx ends or h fails.
+// Run reads, hands batches to h and commits, until ctx ends (nil) or h,
+// the dead-letter topic or a commit fails (the error).
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	for ctx.Err() == nil {
 		msgs, err := c.fetch(ctx)
@@ -166,6 +221,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			}
 		}
 		if len(batch) > 0 {
+			c.m.batch.Observe(float64(len(batch)))
 			if err := h.Handle(ctx, batch); err != nil {
 				return fmt.Errorf("applying a batch (its offsets stay uncommitted): %w", err)
 			}
@@ -177,33 +233,33 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("commit: %w", err)
 		}
 		c.m.commits.Inc()
-		c.m.lag.Set(float64(c.r.Stats().Lag))
+		c.updateLag(msgs)
 	}
 	return nil
 }
 
-// fetch gathers up to MaxBatch messages or what came within MaxWait.
+// fetch gathers up to MaxBatch messages or what came within MaxWait of
+// the first (which it waits up to a second for). Two contexts per batch,
+// not one per message: a timer per record costs more than its decoding.
 func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
-	var msgs []kafka.Message
-	deadline := time.Now().Add(c.opts.MaxWait)
+	first, cancel := context.WithTimeout(ctx, time.Second)
+	m, err := c.r.FetchMessage(first)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, nil
+		}
+		return nil, err
+	}
+	msgs := make([]kafka.Message, 1, min(c.opts.MaxBatch, 1024))
+	msgs[0] = m
+	rest, cancel := context.WithTimeout(ctx, c.opts.MaxWait)
+	defer cancel()
 	for len(msgs) < c.opts.MaxBatch {
-		wait := time.Until(deadline)
-		if len(msgs) == 0 {
-			wait = time.Second // block longer for the first one
-		}
-		if wait <= 0 {
-			break
-		}
-		fctx, cancel := context.WithTimeout(ctx, wait)
-		m, err := c.r.FetchMessage(fctx)
-		cancel()
+		m, err := c.r.FetchMessage(rest)
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				if len(msgs) == 0 {
-					deadline = time.Now().Add(c.opts.MaxWait)
-					return nil, nil
-				}
-				break
+			if rest.Err() != nil && ctx.Err() == nil {
+				break // MaxWait is over: hand over what came
 			}
 			return msgs, err
 		}
@@ -212,91 +268,165 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 	return msgs, nil
 }
 
-// decode turns messages into records, drops duplicates, and collects
-// what cannot be decoded for the dead-letter topic.
+// updateLag sets each partition's lag from the high-water mark of its
+// last message in the batch. A partition that moved to another analyzer
+// keeps its last value here.
+func (c *Consumer) updateLag(msgs []kafka.Message) {
+	touched := make(map[int]struct{}, 8)
+	for i := range msgs {
+		m := &msgs[i]
+		c.lag[m.Partition] = max(0, m.HighWaterMark-m.Offset-1)
+		touched[m.Partition] = struct{}{}
+	}
+	for p := range touched {
+		c.m.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(c.lag[p]))
+	}
+}
+
+// decode turns messages into records, drops duplicates, checks each
+// producer's numbering, and collects what cannot be decoded for the
+// dead-letter topic.
 func (c *Consumer) decode(msgs []kafka.Message) ([]Record, []kafka.Message) {
 	batch := make([]Record, 0, len(msgs))
 	var dead []kafka.Message
-	for _, m := range msgs {
+	var nt, nh int
+	for i := range msgs {
+		m := &msgs[i]
 		rec, reason := c.one(m)
+		behind := c.sequence(m, rec.Origin)
 		if reason != "" {
 			c.m.dead.WithLabelValues(reason).Inc()
 			hs := append(append([]kafka.Header(nil), m.Headers...),
 				kafka.Header{Key: HeaderDeadLetterReason, Value: []byte(reason)},
-				kafka.Header{Key: "apiscout-source", Value: []byte(fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))})
+				kafka.Header{Key: HeaderDeadLetterSource, Value: []byte(fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))})
 			dead = append(dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: hs})
 			continue
 		}
-		if rec.Tx != nil && !c.fresh(rec.Tx.SensorID, rec.Tx.Seq) {
+		var k seqKey
+		if rec.Tx != nil {
+			k = seqKey{sensor: maphash.String(c.seed, rec.Tx.SensorID), epoch: rec.Origin.Epoch, seq: rec.Tx.Seq}
+			nt++
+		} else {
+			k = seqKey{sensor: maphash.String(c.seed, rec.Heartbeat.SensorID), epoch: rec.Origin.Epoch, seq: rec.Heartbeat.Seq, heartbeat: true}
+			nh++
+		}
+		if !c.fresh(k) {
 			c.m.duplicates.Inc()
 			continue
 		}
+		if behind {
+			c.m.late.Inc() // not a re-delivery: it was counted missing before
+		}
 		batch = append(batch, rec)
 	}
+	c.m.transactions.Add(float64(nt))
+	c.m.heartbeats.Add(float64(nh))
 	return batch, dead
 }
 
-func header(m kafka.Message, k string) string {
-	for _, h := range m.Headers {
-		if h.Key == k {
-			return string(h.Value)
+func header(m *kafka.Message, k string) []byte {
+	for i := range m.Headers {
+		if m.Headers[i].Key == k {
+			return m.Headers[i].Value
 		}
 	}
-	return ""
+	return nil
 }
 
 // one decodes a message; reason is not empty when it cannot be used.
-func (c *Consumer) one(m kafka.Message) (Record, string) {
+func (c *Consumer) one(m *kafka.Message) (Record, string) {
 	rec := Record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key)}
-	if v := header(m, wire.HeaderSchema); v != "" {
-		if n, err := strconv.Atoi(v); err != nil || n < 1 {
-			return rec, "bad_schema_header"
+	if v := header(m, wire.HeaderOrigin); v != nil {
+		rec.Origin, _ = wire.DecodeOrigin(v) // a bad origin only loses gap checking
+	}
+	if v := header(m, wire.HeaderSchema); v != nil {
+		if n, err := strconv.Atoi(string(v)); err != nil || n < 1 {
+			return rec, ReasonBadSchemaHeader
 		}
 	}
-	switch ct := header(m, wire.HeaderContentType); ct {
+	switch ct := header(m, wire.HeaderContentType); string(ct) {
 	case wire.ContentTypeTransaction, "":
-		var tx wire.Transaction
-		if err := wire.DecodeTransaction(m.Value, &tx); err != nil {
-			return rec, "undecodable_transaction"
+		// The reader gave this message's bytes to us alone: decode in
+		// place. Each transaction is its own allocation, so a handler that
+		// keeps one keeps only its own record alive.
+		tx := new(wire.Transaction)
+		if err := wire.DecodeTransactionAliasing(m.Value, tx); err != nil {
+			return rec, ReasonUndecodableTransaction
 		}
 		if tx.RequestStart.IsZero() && tx.Method == "" && tx.Host == "" {
-			return rec, "empty_transaction"
+			return rec, ReasonEmptyTransaction
 		}
-		rec.Tx = &tx
-		c.m.records.WithLabelValues("transaction").Inc()
+		rec.Tx = tx
 	case wire.ContentTypeHeartbeat:
 		var hb wire.Heartbeat
 		if err := wire.DecodeHeartbeat(m.Value, &hb); err != nil {
-			return rec, "undecodable_heartbeat"
+			return rec, ReasonUndecodableHeartbeat
 		}
 		rec.Heartbeat = &hb
-		c.m.records.WithLabelValues("heartbeat").Inc()
 	default:
-		return rec, "unknown_content_type"
+		return rec, ReasonUnknownContentType
 	}
 	return rec, ""
 }
 
-// recent remembers the last (sensor, sequence) pairs applied, in a ring:
-// a batch re-delivered after a crash is within that window. One sensor's
-// records spread over partitions (they are keyed by service), so a
-// consumer sees only part of each sensor's sequence: gaps are judged from
-// the sensors' heartbeats, not here.
+// streamKey is one producer run's numbering of one partition. The epoch
+// (the producer's start time in nanoseconds) tells producers apart; the
+// sensor id is not known before decoding, and a record that does not
+// decode still has its number.
+type streamKey struct {
+	epoch     uint64
+	partition int32
+}
+
+// sequence checks a message against its producer's numbering of the
+// partition it was read from, counting the records skipped; it reports
+// whether the message is behind the numbering (re-delivered, or late).
+// The first message seen of a stream only sets the mark: this consumer
+// may have joined mid-stream.
+func (c *Consumer) sequence(m *kafka.Message, o wire.Origin) (behind bool) {
+	if o.PartitionSeq == 0 || int(o.Partition) != m.Partition {
+		return false // no numbering, or the producer's partition choice was overruled
+	}
+	k := streamKey{epoch: o.Epoch, partition: o.Partition}
+	next, ok := c.streams[k]
+	switch {
+	case !ok:
+		if len(c.streams) >= c.opts.MaxStreams {
+			c.log.Warn("too many producer streams to track for gaps; starting over", zap.Int("streams", len(c.streams)))
+			clear(c.streams)
+		}
+	case o.PartitionSeq > next:
+		c.m.gaps.Add(float64(o.PartitionSeq - next))
+	case o.PartitionSeq < next:
+		return true
+	}
+	c.streams[k] = o.PartitionSeq + 1
+	return false
+}
+
+// recent remembers the last keys handed over, in a ring: a batch
+// re-delivered after a rebalance is within that window.
 type recent struct {
 	set  map[seqKey]struct{}
 	ring []seqKey
 	next int
 }
 
+// seqKey identifies a record: its sensor (hashed, so the key is small,
+// fixed-size and cheap to hash again in the map), its producer's epoch
+// and its sequence. Two sensors whose ids collide in 64 bits would also
+// need the same epoch (start time in ns) and sequence to be confused.
 type seqKey struct {
-	sensor string
-	seq    uint64
+	sensor    uint64
+	epoch     uint64
+	seq       uint64
+	heartbeat bool
 }
 
-// fresh reports whether (sensor, seq) was not applied before, and records
-// it. Records without a sequence (seq 0) are always fresh.
-func (c *Consumer) fresh(sensor string, seq uint64) bool {
-	if seq == 0 {
+// fresh reports whether k was not handed over before, and records it.
+// Records without a sequence (seq 0) are always fresh.
+func (c *Consumer) fresh(k seqKey) bool {
+	if k.seq == 0 {
 		return true
 	}
 	r := &c.seen
@@ -304,7 +434,6 @@ func (c *Consumer) fresh(sensor string, seq uint64) bool {
 		r.set = make(map[seqKey]struct{}, c.opts.DedupeWindow)
 		r.ring = make([]seqKey, c.opts.DedupeWindow)
 	}
-	k := seqKey{sensor, seq}
 	if _, ok := r.set[k]; ok {
 		return false
 	}
@@ -317,8 +446,15 @@ func (c *Consumer) fresh(sensor string, seq uint64) bool {
 	return true
 }
 
-// Lag is the consumer's current lag.
-func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
+// Lag is the sum of the partitions' lags after the last commit. Not safe
+// to call while Run runs.
+func (c *Consumer) Lag() int64 {
+	var n int64
+	for _, l := range c.lag {
+		n += l
+	}
+	return n
+}
 
 // Close leaves the group.
 func (c *Consumer) Close() error {

@@ -63,10 +63,13 @@ func defaultKafka() KafkaConfig {
 		StartOffset:     "earliest",
 		Compression:     "zstd",
 		BatchSize:       10000,
-		BatchBytes:      8 << 20,
-		BatchTimeout:    5 * time.Millisecond,
-		RequiredAcks:    "all",
-		MaxAttempts:     5,
+		// 1 MiB: the broker's default message.max.bytes; kafka-go sizes
+		// batches before compression, and a larger batch that compresses
+		// badly is refused whole.
+		BatchBytes:   1 << 20,
+		BatchTimeout: 5 * time.Millisecond,
+		RequiredAcks: "all",
+		MaxAttempts:  5,
 		// 64 MiB: about 300 ms of the sensor's output at 200,000 records/s.
 		MaxInflightBytes: 64 << 20,
 		SpoolBytes:       1 << 30,
