@@ -1,0 +1,280 @@
+package template
+
+import (
+	"sort"
+	"strings"
+)
+
+// Options tune inference. Zero values take the defaults.
+type Options struct {
+	// MinDistinct literal values at one position before it may become a
+	// parameter (default 12).
+	MinDistinct int
+	// UniqueRatio: promote when distinct/observations at a position is at
+	// least this (default 0.3): identifiers rarely repeat, API words do.
+	UniqueRatio float64
+	// StableShare: a literal sibling seen at least this share of its
+	// position's calls stays literal after promotion (default 0.05).
+	StableShare float64
+	// MaxNodes bounds a service's tree (default 20000); past it new
+	// literal segments are taken as parameters.
+	MaxNodes int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MinDistinct <= 0 {
+		o.MinDistinct = 12
+	}
+	if o.UniqueRatio <= 0 {
+		o.UniqueRatio = 0.3
+	}
+	if o.StableShare <= 0 {
+		o.StableShare = 0.05
+	}
+	if o.MaxNodes <= 0 {
+		o.MaxNodes = 20000
+	}
+	return o
+}
+
+type node struct {
+	seg       string // literal value, or "" for the parameter node
+	children  map[string]*node
+	param     *node
+	paramKind Kind
+	name      string // parameter name
+	calls     int64
+	// literal values promoted into param: they route to it from now on
+	promoted bool
+	end      bool // a template ends here
+}
+
+// Tree holds one service's templates.
+type Tree struct {
+	o     Options
+	root  *node
+	nodes int
+	// Pinned templates (spec operations, operator pins) are matched first.
+	pinned []pinned
+	// Promotions counts positions turned into parameters, for the
+	// evidence of templates.
+	Promotions int
+}
+
+type pinned struct {
+	template string
+	segs     []string // "{name}" for parameters
+}
+
+// NewTree returns an empty tree.
+func NewTree(o Options) *Tree {
+	return &Tree{o: o.withDefaults(), root: &node{children: map[string]*node{}}}
+}
+
+// Pin adds a template that wins over inference (from a spec or an
+// operator). Parameters are written {name}.
+func (t *Tree) Pin(template string) {
+	for _, p := range t.pinned {
+		if p.template == template {
+			return
+		}
+	}
+	t.pinned = append(t.pinned, pinned{template: template, segs: split(template)})
+	// More literal segments first, so /users/me beats /users/{id}.
+	sort.SliceStable(t.pinned, func(i, j int) bool { return literals(t.pinned[i].segs) > literals(t.pinned[j].segs) })
+}
+
+func literals(segs []string) int {
+	n := 0
+	for _, s := range segs {
+		if !strings.HasPrefix(s, "{") {
+			n++
+		}
+	}
+	return n
+}
+
+func split(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// Match is the template a path belongs to.
+type Match struct {
+	Template string
+	Params   map[string]string
+	// Pinned is true when a spec or operator template matched.
+	Pinned bool
+	// Kinds of the parameter values, for the evidence.
+	Kinds map[string]Kind
+}
+
+// MatchPinned matches path against the pinned templates only.
+func (t *Tree) MatchPinned(path string) (Match, bool) {
+	segs := split(path)
+outer:
+	for _, p := range t.pinned {
+		if len(p.segs) != len(segs) {
+			continue
+		}
+		params := map[string]string{}
+		for i, s := range p.segs {
+			if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+				params[s[1:len(s)-1]] = segs[i]
+				continue
+			}
+			if s != segs[i] {
+				continue outer
+			}
+		}
+		return Match{Template: p.template, Params: params, Pinned: true}, true
+	}
+	return Match{}, false
+}
+
+// Observe learns from one path and returns its template.
+func (t *Tree) Observe(path string) Match {
+	if m, ok := t.MatchPinned(path); ok {
+		return m
+	}
+	segs := split(path)
+	n := t.root
+	n.calls++
+	var out []string
+	params := map[string]string{}
+	kinds := map[string]Kind{}
+	taken := map[string]bool{}
+	prev := ""
+	for _, s := range segs {
+		k := Classify(s)
+		if n.param != nil && (k != Literal || n.promoted) {
+			if c, ok := n.children[s]; ok && k == Literal {
+				n = c // a stable literal sibling kept beside the parameter
+			} else {
+				n = n.param
+				params[n.name] = s
+				kinds[n.name] = k
+			}
+		} else if k != Literal || t.nodes >= t.o.MaxNodes {
+			if n.param == nil {
+				n.param = &node{children: map[string]*node{}, name: ParamName(prev, taken), paramKind: k}
+				t.nodes++
+			}
+			n = n.param
+			params[n.name] = s
+			kinds[n.name] = k
+		} else {
+			c := n.children[s]
+			if c == nil {
+				c = &node{seg: s, children: map[string]*node{}}
+				n.children[s] = c
+				t.nodes++
+				t.maybePromote(n, prev, taken)
+				if n.promoted {
+					// This very value may have just been merged.
+					if c2, ok := n.children[s]; ok {
+						c = c2
+					} else {
+						c = n.param
+						params[c.name] = s
+						kinds[c.name] = k
+					}
+				}
+			}
+			n = c
+		}
+		n.calls++
+		if n.seg == "" {
+			out = append(out, "{"+n.name+"}")
+			taken[n.name] = true
+		} else {
+			out = append(out, n.seg)
+		}
+		prev = s
+		if n.seg != "" {
+			prev = n.seg
+		} else {
+			prev = "{" + n.name + "}"
+		}
+	}
+	n.end = true
+	return Match{Template: "/" + strings.Join(out, "/"), Params: params, Kinds: kinds}
+}
+
+// maybePromote turns a position whose literal values keep multiplying into
+// a parameter. Literal siblings that carry a stable share of the calls
+// stay (the /users/me case).
+func (t *Tree) maybePromote(n *node, prev string, taken map[string]bool) {
+	if n.promoted || len(n.children) < t.o.MinDistinct {
+		return
+	}
+	var sum int64
+	for _, c := range n.children {
+		sum += c.calls
+	}
+	if sum == 0 || float64(len(n.children))/float64(sum+1) < t.o.UniqueRatio {
+		return
+	}
+	if n.param == nil {
+		n.param = &node{children: map[string]*node{}, name: ParamName(prev, taken), paramKind: Literal}
+		t.nodes++
+	}
+	n.promoted = true
+	t.Promotions++
+	for v, c := range n.children {
+		if float64(c.calls) >= t.o.StableShare*float64(n.calls) && c.calls >= 5 {
+			continue
+		}
+		merge(n.param, c)
+		delete(n.children, v)
+	}
+}
+
+// merge folds subtree b into a.
+func merge(a, b *node) {
+	a.calls += b.calls
+	a.end = a.end || b.end
+	for v, c := range b.children {
+		if ac, ok := a.children[v]; ok {
+			merge(ac, c)
+		} else {
+			a.children[v] = c
+		}
+	}
+	if b.param != nil {
+		if a.param == nil {
+			a.param = b.param
+		} else {
+			merge(a.param, b.param)
+		}
+	}
+}
+
+// Nodes is the tree's size (for memory accounting).
+func (t *Tree) Nodes() int { return t.nodes }
+
+// Resolve maps a template the tree published earlier to the template its
+// paths take now (after a later promotion), without learning anything.
+func (t *Tree) Resolve(template string) string {
+	if _, ok := t.MatchPinned(template); ok {
+		return template
+	}
+	n := t.root
+	var out []string
+	for _, s := range split(template) {
+		if c, ok := n.children[s]; ok && !strings.HasPrefix(s, "{") {
+			n = c
+			out = append(out, c.seg)
+			continue
+		}
+		if n.param == nil {
+			return template // not a path of this tree
+		}
+		n = n.param
+		out = append(out, "{"+n.name+"}")
+	}
+	return "/" + strings.Join(out, "/")
+}
