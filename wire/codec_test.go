@@ -242,3 +242,51 @@ func TestOriginRoundTrip(t *testing.T) {
 		t.Fatalf("short origin: %v", err)
 	}
 }
+
+func TestPackRoundTrip(t *testing.T) {
+	txs := []*Transaction{sampleTransaction(), realisticTransaction(), {Method: "GET", Host: "h"}}
+	big := realisticTransaction()
+	big.ResponseBody = make([]byte, 3<<20) // longer than the reserved length covers
+	big.ResponseBody[1<<20] = 7
+	txs = append(txs, big, sampleTransaction())
+	var b []byte
+	for _, tx := range txs {
+		b = AppendPacked(b, tx)
+	}
+	b = protowire.AppendTag(b, 9, protowire.VarintType) // a newer writer's field
+	b = protowire.AppendVarint(b, 1)
+	var got []*Transaction
+	err := WalkPack(b, func(raw []byte) error {
+		var tx Transaction
+		if err := DecodeTransaction(raw, &tx); err != nil {
+			return err
+		}
+		got = append(got, &tx)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(txs) {
+		t.Fatalf("%d transactions, want %d", len(got), len(txs))
+	}
+	for i := range txs {
+		if !reflect.DeepEqual(txs[i], got[i]) {
+			t.Fatalf("transaction %d differs", i)
+		}
+	}
+	if err := WalkPack(b[:len(b)-5], func([]byte) error { return nil }); err == nil {
+		t.Fatal("a cut pack decodes")
+	}
+}
+
+func FuzzWalkPack(f *testing.F) {
+	f.Add(AppendPacked(AppendPacked(nil, sampleTransaction()), realisticTransaction()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		WalkPack(b, func(raw []byte) error {
+			var tx Transaction
+			DecodeTransaction(raw, &tx)
+			return nil
+		})
+	})
+}

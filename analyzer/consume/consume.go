@@ -32,7 +32,10 @@ type Record struct {
 	Heartbeat *wire.Heartbeat
 	Partition int
 	Offset    int64
-	Key       string
+	// Index is the transaction's place in its Kafka record when the
+	// sensor packed several into one (0 otherwise).
+	Index int
+	Key   string
 	// Origin is where the producer put the record (zero when the record
 	// came without an origin header).
 	Origin wire.Origin
@@ -58,6 +61,7 @@ const (
 	ReasonBadSchemaHeader        = "bad_schema_header"
 	ReasonUndecodableTransaction = "undecodable_transaction"
 	ReasonEmptyTransaction       = "empty_transaction"
+	ReasonUndecodablePack        = "undecodable_pack"
 	ReasonUndecodableHeartbeat   = "undecodable_heartbeat"
 	ReasonUnknownContentType     = "unknown_content_type"
 )
@@ -187,7 +191,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "apiscout_consumer_batch_records",
 			Help: "Records per batch handed to the analyzer.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 	}
-	for _, r := range []string{ReasonBadSchemaHeader, ReasonUndecodableTransaction, ReasonEmptyTransaction, ReasonUndecodableHeartbeat, ReasonUnknownContentType} {
+	for _, r := range []string{ReasonBadSchemaHeader, ReasonUndecodableTransaction, ReasonEmptyTransaction, ReasonUndecodablePack, ReasonUndecodableHeartbeat, ReasonUnknownContentType} {
 		m.dead.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -292,36 +296,110 @@ func (c *Consumer) decode(msgs []kafka.Message) ([]Record, []kafka.Message) {
 	var nt, nh int
 	for i := range msgs {
 		m := &msgs[i]
-		rec, reason := c.one(m)
-		behind := c.sequence(m, rec.Origin)
-		if reason != "" {
+		base := Record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key)}
+		if v := header(m, wire.HeaderOrigin); v != nil {
+			base.Origin, _ = wire.DecodeOrigin(v) // a bad origin only loses gap checking
+		}
+		behind := c.sequence(m, base.Origin)
+		keep := func(rec Record, k seqKey) {
+			if !c.fresh(k) {
+				c.m.duplicates.Inc()
+				return
+			}
+			if behind {
+				c.m.late.Inc() // not a re-delivery: it was counted missing before
+			}
+			batch = append(batch, rec)
+		}
+		kill := func(value []byte, contentType, reason string) {
 			c.m.dead.WithLabelValues(reason).Inc()
-			hs := append(append([]kafka.Header(nil), m.Headers...),
+			hs := make([]kafka.Header, 0, len(m.Headers)+2)
+			for _, h := range m.Headers {
+				if h.Key == wire.HeaderContentType {
+					h.Value = []byte(contentType)
+				}
+				hs = append(hs, h)
+			}
+			hs = append(hs,
 				kafka.Header{Key: HeaderDeadLetterReason, Value: []byte(reason)},
 				kafka.Header{Key: HeaderDeadLetterSource, Value: []byte(fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))})
-			dead = append(dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: hs})
-			continue
+			dead = append(dead, kafka.Message{Key: m.Key, Value: value, Headers: hs})
 		}
-		var k seqKey
-		if rec.Tx != nil {
-			k = seqKey{sensor: maphash.String(c.seed, rec.Tx.SensorID), epoch: rec.Origin.Epoch, seq: rec.Tx.Seq}
+		if v := header(m, wire.HeaderSchema); v != nil {
+			if n, err := strconv.Atoi(string(v)); err != nil || n < 1 {
+				kill(m.Value, string(header(m, wire.HeaderContentType)), ReasonBadSchemaHeader)
+				continue
+			}
+		}
+		// The reader gave each message's bytes to us alone: transactions
+		// are decoded in place. Each is its own allocation, so a handler
+		// that keeps one keeps only its own record's bytes alive.
+		switch ct := string(header(m, wire.HeaderContentType)); ct {
+		case wire.ContentTypeTransaction, "":
+			tx, reason := transaction(m.Value)
+			if reason != "" {
+				kill(m.Value, ct, reason)
+				continue
+			}
+			rec := base
+			rec.Tx = tx
 			nt++
-		} else {
-			k = seqKey{sensor: maphash.String(c.seed, rec.Heartbeat.SensorID), epoch: rec.Origin.Epoch, seq: rec.Heartbeat.Seq, heartbeat: true}
+			keep(rec, c.txKey(tx, base.Origin))
+		case wire.ContentTypeTransactions:
+			index := 0
+			err := wire.WalkPack(m.Value, func(raw []byte) error {
+				tx, reason := transaction(raw)
+				if reason != "" {
+					// One bad transaction of a pack: it alone is dead.
+					kill(raw, wire.ContentTypeTransaction, reason)
+					return nil
+				}
+				rec := base
+				rec.Tx, rec.Index = tx, index
+				index++
+				nt++
+				keep(rec, c.txKey(tx, base.Origin))
+				return nil
+			})
+			if err != nil {
+				// The pack's framing is broken: what came before the break
+				// was handed over; the whole pack goes to the dead letters.
+				kill(m.Value, ct, ReasonUndecodablePack)
+			}
+		case wire.ContentTypeHeartbeat:
+			var hb wire.Heartbeat
+			if err := wire.DecodeHeartbeat(m.Value, &hb); err != nil {
+				kill(m.Value, ct, ReasonUndecodableHeartbeat)
+				continue
+			}
+			rec := base
+			rec.Heartbeat = &hb
 			nh++
+			keep(rec, seqKey{sensor: maphash.String(c.seed, hb.SensorID), epoch: base.Origin.Epoch, seq: hb.Seq, heartbeat: true})
+		default:
+			kill(m.Value, ct, ReasonUnknownContentType)
 		}
-		if !c.fresh(k) {
-			c.m.duplicates.Inc()
-			continue
-		}
-		if behind {
-			c.m.late.Inc() // not a re-delivery: it was counted missing before
-		}
-		batch = append(batch, rec)
 	}
 	c.m.transactions.Add(float64(nt))
 	c.m.heartbeats.Add(float64(nh))
 	return batch, dead
+}
+
+func (c *Consumer) txKey(tx *wire.Transaction, o wire.Origin) seqKey {
+	return seqKey{sensor: maphash.String(c.seed, tx.SensorID), epoch: o.Epoch, seq: tx.Seq}
+}
+
+// transaction decodes one transaction in place; reason is not empty when
+// it cannot be used.
+func transaction(b []byte) (*wire.Transaction, string) {
+	tx := new(wire.Transaction)
+	if err := wire.DecodeTransactionAliasing(b, tx); err != nil {
+		return nil, ReasonUndecodableTransaction
+	}
+	if tx.RequestStart.IsZero() && tx.Method == "" && tx.Host == "" {
+		return nil, ReasonEmptyTransaction
+	}
+	return tx, ""
 }
 
 func header(m *kafka.Message, k string) []byte {
@@ -331,42 +409,6 @@ func header(m *kafka.Message, k string) []byte {
 		}
 	}
 	return nil
-}
-
-// one decodes a message; reason is not empty when it cannot be used.
-func (c *Consumer) one(m *kafka.Message) (Record, string) {
-	rec := Record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key)}
-	if v := header(m, wire.HeaderOrigin); v != nil {
-		rec.Origin, _ = wire.DecodeOrigin(v) // a bad origin only loses gap checking
-	}
-	if v := header(m, wire.HeaderSchema); v != nil {
-		if n, err := strconv.Atoi(string(v)); err != nil || n < 1 {
-			return rec, ReasonBadSchemaHeader
-		}
-	}
-	switch ct := header(m, wire.HeaderContentType); string(ct) {
-	case wire.ContentTypeTransaction, "":
-		// The reader gave this message's bytes to us alone: decode in
-		// place. Each transaction is its own allocation, so a handler that
-		// keeps one keeps only its own record alive.
-		tx := new(wire.Transaction)
-		if err := wire.DecodeTransactionAliasing(m.Value, tx); err != nil {
-			return rec, ReasonUndecodableTransaction
-		}
-		if tx.RequestStart.IsZero() && tx.Method == "" && tx.Host == "" {
-			return rec, ReasonEmptyTransaction
-		}
-		rec.Tx = tx
-	case wire.ContentTypeHeartbeat:
-		var hb wire.Heartbeat
-		if err := wire.DecodeHeartbeat(m.Value, &hb); err != nil {
-			return rec, ReasonUndecodableHeartbeat
-		}
-		rec.Heartbeat = &hb
-	default:
-		return rec, ReasonUnknownContentType
-	}
-	return rec, ""
 }
 
 // streamKey is one producer run's numbering of one partition. The epoch

@@ -74,12 +74,19 @@ line; records that cannot be decoded are printed with their error.
 					}()
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
-				for i := 0; n <= 0 || i < n; i++ {
+				for i := 0; n <= 0 || i < n; {
 					select {
 					case <-ctx.Done():
 						return nil
 					case m := <-out:
-						enc.Encode(render(m))
+						for _, line := range render(m) {
+							if err := enc.Encode(line); err != nil {
+								return err
+							}
+							if i++; n > 0 && i >= n {
+								return nil
+							}
+						}
 					}
 				}
 				return nil
@@ -93,35 +100,63 @@ line; records that cannot be decoded are printed with their error.
 	})
 }
 
-// render gives one record's JSON form, with its position and headers.
-func render(m kafka.Message) map[string]any {
-	rec := map[string]any{"partition": m.Partition, "offset": m.Offset, "key": string(m.Key)}
+// render gives a Kafka record's JSON form: one line per transaction (a
+// pack gives several, each with its index), with the record's position,
+// key, schema and origin.
+func render(m kafka.Message) []map[string]any {
+	base := map[string]any{"partition": m.Partition, "offset": m.Offset, "key": string(m.Key)}
 	ct := ""
 	for _, h := range m.Headers {
-		if h.Key == wire.HeaderContentType {
+		switch h.Key {
+		case wire.HeaderContentType:
 			ct = string(h.Value)
+		case wire.HeaderSchema:
+			base["schema"], _ = strconv.Atoi(string(h.Value))
+		case wire.HeaderOrigin:
+			if o, err := wire.DecodeOrigin(h.Value); err == nil {
+				base["origin"] = map[string]any{"epoch": o.Epoch, "partition": o.Partition, "seq": o.PartitionSeq}
+			}
 		}
-		if h.Key == wire.HeaderSchema {
-			rec["schema"], _ = strconv.Atoi(string(h.Value))
+	}
+	with := func(k string, v any) map[string]any {
+		rec := make(map[string]any, len(base)+1)
+		for bk, bv := range base {
+			rec[bk] = bv
 		}
+		rec[k] = v
+		return rec
 	}
 	switch ct {
 	case wire.ContentTypeHeartbeat:
 		var hb wire.Heartbeat
 		if err := wire.DecodeHeartbeat(m.Value, &hb); err != nil {
-			rec["error"] = err.Error()
-		} else {
-			rec["heartbeat"] = hb
+			return []map[string]any{with("error", err.Error())}
 		}
+		return []map[string]any{with("heartbeat", hb)}
+	case wire.ContentTypeTransactions:
+		var out []map[string]any
+		err := wire.WalkPack(m.Value, func(raw []byte) error {
+			var tx wire.Transaction
+			if err := wire.DecodeTransaction(raw, &tx); err != nil {
+				out = append(out, with("error", err.Error()))
+			} else {
+				rec := with("transaction", tx)
+				rec["index"] = len(out)
+				out = append(out, rec)
+			}
+			return nil
+		})
+		if err != nil {
+			out = append(out, with("error", err.Error()))
+		}
+		return out
 	default:
 		var tx wire.Transaction
 		if err := wire.DecodeTransaction(m.Value, &tx); err != nil {
-			rec["error"] = err.Error()
-		} else {
-			rec["transaction"] = tx
+			return []map[string]any{with("error", err.Error())}
 		}
+		return []map[string]any{with("transaction", tx)}
 	}
-	return rec
 }
 
 func hostname() string {

@@ -28,6 +28,10 @@ type KafkaConfig struct {
 	// long wait only adds latency (and kafka-go's synchronous writes wait
 	// it out on every call): keep it short.
 	BatchTimeout time.Duration `yaml:"batch_timeout" help:"longest wait before a partial batch is sent"`
+	// PackBytes packs the transactions of one service in one output batch
+	// of the sensor into Kafka records of about this size; 0 sends one
+	// record per transaction.
+	PackBytes int `yaml:"pack_bytes" help:"pack a service's transactions into Kafka records of about this many bytes (0: one each)"`
 	// RequiredAcks: all (default; every in-sync replica), one, none.
 	RequiredAcks string `yaml:"required_acks" help:"acknowledgement: all, one, none"`
 	MaxAttempts  int    `yaml:"max_attempts" help:"send attempts before spooling a batch"`
@@ -103,6 +107,9 @@ func (k *KafkaConfig) validate() error {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:
 		errs = append(errs, fmt.Errorf("kafka.sasl_mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASLMechanism))
+	}
+	if k.PackBytes < 0 || int64(k.PackBytes) > k.BatchBytes/2 {
+		errs = append(errs, fmt.Errorf("kafka.pack_bytes: %d is not between 0 and half of kafka.batch_bytes (%d)", k.PackBytes, k.BatchBytes))
 	}
 	if k.MaxInflightBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("kafka.max_inflight_bytes: %d is below 1 MiB (one batch must fit)", k.MaxInflightBytes))

@@ -41,6 +41,7 @@ import (
 const (
 	kindTransaction byte = 1
 	kindHeartbeat   byte = 2
+	kindPack        byte = 3
 )
 
 // Drop reasons (the label set of apiscout_kafka_records_dropped_total).
@@ -49,6 +50,7 @@ const (
 	DropNoSpool    = "kafka_unreachable_no_spool"
 	DropSpoolError = "spool_error"
 	DropClosed     = "closed"
+	DropTooLarge   = "too_large" // one record over kafka.batch_bytes: no broker would take it
 )
 
 // ErrClosed is returned by writes after Close.
@@ -164,7 +166,7 @@ func New(cfg config.KafkaConfig, sensorID string, log *zap.Logger, reg prometheu
 func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_records_sent_total",
-			Help: "Records acknowledged by Kafka, by kind."}, []string{"kind"}),
+			Help: "Kafka records acknowledged by Kafka, by kind (a pack of transactions counts once)."}, []string{"kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_bytes_sent_total",
 			Help: "Record bytes (key and value) acknowledged by Kafka, by kind."}, []string{"kind"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "apiscout_kafka_batch_records",
@@ -176,7 +178,7 @@ func newMetrics(reg prometheus.Registerer, p *Producer) (*metrics, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_kafka_records_dropped_total",
 			Help: "Records the producer dropped, by reason."}, []string{"reason"}),
 	}
-	for _, r := range []string{DropSpoolFull, DropNoSpool, DropSpoolError, DropClosed} {
+	for _, r := range []string{DropSpoolFull, DropNoSpool, DropSpoolError, DropClosed, DropTooLarge} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, k := range []string{"transaction", "heartbeat"} {
@@ -243,56 +245,150 @@ var (
 	schemaHeader = kafka.Header{Key: wire.HeaderSchema, Value: []byte(strconv.Itoa(wire.SchemaVersion))}
 	txHeader     = kafka.Header{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransaction)}
 	hbHeader     = kafka.Header{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeHeartbeat)}
+	packHeader   = kafka.Header{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransactions)}
 )
 
+// contentHeader is the content-type header of a spool record kind.
+func contentHeader(kind byte) kafka.Header {
+	switch kind {
+	case kindHeartbeat:
+		return hbHeader
+	case kindPack:
+		return packHeader
+	}
+	return txHeader
+}
+
+// kindOf is the spool record kind of a message, from its content type.
+func kindOf(m kafka.Message) byte {
+	if len(m.Headers) > 1 {
+		switch string(m.Headers[1].Value) {
+		case wire.ContentTypeHeartbeat:
+			return kindHeartbeat
+		case wire.ContentTypeTransactions:
+			return kindPack
+		}
+	}
+	return kindTransaction
+}
+
 // Write implements sensor.Sink. It hands the records over and returns; it
-// returns an error when records were lost: these (the spool is full) or
-// earlier ones Kafka refused while there was no spool. The records are
-// the producer's from then on: it fills SensorID and Seq where missing.
+// returns an error when records were lost: these (the spool is full, or
+// one is larger than a batch may be) or earlier ones Kafka refused while
+// there was no spool. The records are the producer's from then on: it
+// fills SensorID and Seq where missing.
+//
+// With kafka.pack_bytes set, the records of one service in this call
+// travel packed in Kafka records of about that size, in order: Kafka's
+// cost (client, broker, consumer) is mostly per record.
 func (p *Producer) Write(ctx context.Context, recs []*wire.Transaction) error {
 	if len(recs) == 0 {
 		return p.takeLoss()
 	}
-	// One buffer holds every value, key and origin of the call, and one
-	// slice every header: a handful of allocations per call, not per record.
-	est := 0
 	for _, tx := range recs {
-		est += 256 + len(tx.RequestBody) + len(tx.ResponseBody) + 48*(len(tx.RequestHeaders)+len(tx.ResponseHeaders))
-	}
-	arena := make([]byte, 0, est)
-	type span struct{ key, val, org int }
-	spans := make([]span, len(recs))
-	for i, tx := range recs {
 		if tx.SensorID == "" {
 			tx.SensorID = p.sensorID
 		}
 		if tx.Seq == 0 {
 			tx.Seq = p.seq.Add(1)
 		}
-		spans[i].key = len(arena)
-		arena = append(arena, tx.Key()...)
-		spans[i].val = len(arena)
-		arena = wire.AppendTransaction(arena, tx)
-		spans[i].org = len(arena)
-		arena = append(arena, make([]byte, wire.OriginLen)...)
 	}
-	hdrs := make([]kafka.Header, 3*len(recs))
-	msgs := make([]kafka.Message, len(recs))
+	// One buffer holds every value, key and origin of the call, and one
+	// slice every header: a handful of allocations per call, not per record.
+	est := 0
+	for _, tx := range recs {
+		est += 160 + len(tx.RequestBody) + len(tx.ResponseBody) + 40*(len(tx.RequestHeaders)+len(tx.ResponseHeaders))
+	}
+	arena := make([]byte, 0, est)
+	var spans []span
+	if p.cfg.PackBytes > 0 {
+		arena, spans = p.packed(arena, recs)
+	} else {
+		spans = make([]span, len(recs))
+		for i, tx := range recs {
+			spans[i].key = len(arena)
+			arena = append(arena, tx.Key()...)
+			spans[i].val = len(arena)
+			arena = wire.AppendTransaction(arena, tx)
+			spans[i].org = len(arena)
+			arena = append(arena, make([]byte, wire.OriginLen)...)
+		}
+	}
+	ct := txHeader
+	if p.cfg.PackBytes > 0 {
+		ct = packHeader
+	}
+	hdrs := make([]kafka.Header, 3*len(spans))
+	msgs := make([]kafka.Message, 0, len(spans))
 	now := time.Now()
 	var size int64
-	for i := range recs {
-		end := len(arena)
-		if i+1 < len(recs) {
-			end = spans[i+1].key
+	tooLarge := 0
+	for i, s := range spans {
+		end := s.org + wire.OriginLen
+		if int64(end-s.key) > p.cfg.BatchBytes {
+			tooLarge++
+			continue
 		}
-		s := spans[i]
 		h := hdrs[3*i : 3*i+3 : 3*i+3]
-		h[0], h[1] = schemaHeader, txHeader
+		h[0], h[1] = schemaHeader, ct
 		h[2] = kafka.Header{Key: wire.HeaderOrigin, Value: arena[s.org:end:end]}
-		msgs[i] = kafka.Message{Key: arena[s.key:s.val:s.val], Value: arena[s.val:s.org:s.org], Headers: h, Time: now}
+		msgs = append(msgs, kafka.Message{Key: arena[s.key:s.val:s.val], Value: arena[s.val:s.org:s.org], Headers: h, Time: now})
 		size += int64(s.org - s.key)
 	}
-	return p.send(ctx, msgs, size)
+	var lost error
+	if tooLarge > 0 {
+		p.m.dropped.WithLabelValues(DropTooLarge).Add(float64(tooLarge))
+		lost = fmt.Errorf("kafka: %d records over kafka.batch_bytes (%d) dropped", tooLarge, p.cfg.BatchBytes)
+	}
+	if len(msgs) == 0 {
+		return lost
+	}
+	return errors.Join(lost, p.send(ctx, msgs, size))
+}
+
+// span locates one Kafka record's key, value and origin in the arena.
+type span struct{ key, val, org int }
+
+// packed encodes recs as packs, one or more per service in the order the
+// services first appear, each service's records in their order.
+func (p *Producer) packed(arena []byte, recs []*wire.Transaction) ([]byte, []span) {
+	type group struct{ first, last int32 }
+	byKey := make(map[string]int, 16)
+	var groups []group
+	next := make([]int32, len(recs)) // the service's next record, -1 at its end
+	for i, tx := range recs {
+		next[i] = -1
+		k := tx.Key()
+		g, ok := byKey[k]
+		if !ok {
+			byKey[k] = len(groups)
+			groups = append(groups, group{int32(i), int32(i)})
+			continue
+		}
+		next[groups[g].last] = int32(i)
+		groups[g].last = int32(i)
+	}
+	spans := make([]span, 0, len(groups))
+	for _, g := range groups {
+		key := recs[g.first].Key()
+		for i := g.first; i >= 0; {
+			var s span
+			s.key = len(arena)
+			arena = append(arena, key...)
+			s.val = len(arena)
+			for i >= 0 {
+				arena = wire.AppendPacked(arena, recs[i])
+				i = next[i]
+				if len(arena)-s.val >= p.cfg.PackBytes {
+					break
+				}
+			}
+			s.org = len(arena)
+			arena = append(arena, make([]byte, wire.OriginLen)...)
+			spans = append(spans, s)
+		}
+	}
+	return arena, spans
 }
 
 // WriteHeartbeat implements sensor.HeartbeatSink. A heartbeat is keyed by
@@ -377,11 +473,11 @@ func (p *Producer) sent(msgs []kafka.Message) {
 	var nt, nh, bt, bh int
 	for i := range msgs {
 		b := len(msgs[i].Key) + len(msgs[i].Value)
-		if isHeartbeat(msgs[i]) {
+		if kindOf(msgs[i]) == kindHeartbeat {
 			nh++
 			bh += b
 		} else {
-			nt++
+			nt++ // a pack counts once: these are Kafka records
 			bt += b
 		}
 	}
@@ -393,10 +489,6 @@ func (p *Producer) sent(msgs []kafka.Message) {
 		p.m.records.WithLabelValues("heartbeat").Add(float64(nh))
 		p.m.bytes.WithLabelValues("heartbeat").Add(float64(bh))
 	}
-}
-
-func isHeartbeat(m kafka.Message) bool {
-	return len(m.Headers) > 1 && string(m.Headers[1].Value) == wire.ContentTypeHeartbeat
 }
 
 // failed takes records Kafka did not: to the spool, or counted as lost.
@@ -421,11 +513,7 @@ func (p *Producer) failed(msgs []kafka.Message, err error) error {
 func (p *Producer) toSpool(msgs []kafka.Message) error {
 	recs := make([]spool.Record, len(msgs))
 	for i := range msgs {
-		kind := kindTransaction
-		if isHeartbeat(msgs[i]) {
-			kind = kindHeartbeat
-		}
-		recs[i] = spool.Record{Kind: kind, Key: msgs[i].Key, Value: msgs[i].Value}
+		recs[i] = spool.Record{Kind: kindOf(msgs[i]), Key: msgs[i].Key, Value: msgs[i].Value}
 		if len(msgs[i].Headers) > 2 {
 			recs[i].Meta = msgs[i].Headers[2].Value
 		}
@@ -466,12 +554,8 @@ func (p *Producer) replay(recs []spool.Record) error {
 	msgs := make([]kafka.Message, len(recs))
 	now := time.Now()
 	for i, r := range recs {
-		ct := txHeader
-		if r.Kind == kindHeartbeat {
-			ct = hbHeader
-		}
 		msgs[i] = kafka.Message{Key: r.Key, Value: r.Value, Time: now, Partition: -1,
-			Headers: []kafka.Header{schemaHeader, ct, {Key: wire.HeaderOrigin, Value: r.Meta}}}
+			Headers: []kafka.Header{schemaHeader, contentHeader(r.Kind), {Key: wire.HeaderOrigin, Value: r.Meta}}}
 		if o, err := wire.DecodeOrigin(r.Meta); err == nil {
 			msgs[i].Partition = int(o.Partition)
 		}
