@@ -19,7 +19,10 @@ import (
 // counter is a Handler that only counts.
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) Handle(_ context.Context, b []consume.Record) error { c.n.Add(int64(len(b))); return nil }
+func (c *counter) Handle(_ context.Context, b []consume.Record) error {
+	c.n.Add(int64(len(b)))
+	return nil
+}
 
 // realistic is a typical API call of about 1 KB encoded: browser-ish
 // request headers, JSON request and response bodies, spread over 50
@@ -29,8 +32,8 @@ func realistic(seq uint64) *wire.Transaction {
 	svc := seq % 50
 	return &wire.Transaction{
 		SensorID: "bench", Seq: seq, ConnID: seq / 4, Index: uint32(seq % 4),
-		Client: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 12, byte(seq >> 8), byte(seq)}), uint16(30000+seq%30000)),
-		Server: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 13, 0, byte(svc)}), 8443),
+		Client:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 12, byte(seq >> 8), byte(seq)}), uint16(30000+seq%30000)),
+		Server:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 13, 0, byte(svc)}), 8443),
 		Protocol: "http/1.1", RequestStart: start, RequestEnd: start.Add(120 * time.Microsecond),
 		ResponseStart: start.Add(3 * time.Millisecond), ResponseEnd: start.Add(3200 * time.Microsecond),
 		Method: "POST", Host: fmt.Sprintf("orders-%02d.internal.example.com", svc),
@@ -47,8 +50,8 @@ func realistic(seq uint64) *wire.Transaction {
 			{Name: "Content-Type", Value: "application/json; charset=utf-8"}, {Name: "Content-Length", Value: "287"},
 			{Name: "Date", Value: "Sun, 01 Mar 2026 12:00:00 GMT"}, {Name: "Cache-Control", Value: "no-store"},
 		},
-		RequestBody:  []byte(fmt.Sprintf(`{"items":[{"sku":"SKU-%03d-BLK","qty":2,"price":{"amount":"19.90","currency":"EUR"}},{"sku":"SKU-044-RED","qty":1,"price":{"amount":"7.50","currency":"EUR"}}],"shipping":{"method":"standard","country":"DE"}}`, seq%1000)),
-		ResponseBody: []byte(fmt.Sprintf(`{"id":%d,"customer":83421,"status":"created","total":{"amount":"47.30","currency":"EUR"},"items":[{"sku":"SKU-118-BLK","qty":2},{"sku":"SKU-044-RED","qty":1}],"created_at":"2026-03-01T12:00:00.003Z","links":{"self":"/api/v2/orders/%d"}}`, seq, seq)),
+		RequestBody:        []byte(fmt.Sprintf(`{"items":[{"sku":"SKU-%03d-BLK","qty":2,"price":{"amount":"19.90","currency":"EUR"}},{"sku":"SKU-044-RED","qty":1,"price":{"amount":"7.50","currency":"EUR"}}],"shipping":{"method":"standard","country":"DE"}}`, seq%1000)),
+		ResponseBody:       []byte(fmt.Sprintf(`{"id":%d,"customer":83421,"status":"created","total":{"amount":"47.30","currency":"EUR"},"items":[{"sku":"SKU-118-BLK","qty":2},{"sku":"SKU-044-RED","qty":1}],"created_at":"2026-03-01T12:00:00.003Z","links":{"self":"/api/v2/orders/%d"}}`, seq, seq)),
 		RequestBodyWireLen: 212, RequestBodyLen: 212, ResponseBodyWireLen: 287, ResponseBodyLen: 287,
 		RequestContentType: "application/json", ResponseContentType: "application/json",
 	}

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
@@ -142,22 +144,32 @@ func TestCorruptRecordGoesToDeadLetters(t *testing.T) {
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	good := wire.AppendTransaction(nil, tx("s", 1, "a.test"))
-	err := w.WriteMessages(context.Background(),
-		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransaction)}}},
-		kafka.Message{Key: []byte("a.test"), Value: good, Headers: []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransaction)}}},
-		kafka.Message{Key: []byte("a.test"), Value: good, Headers: []kafka.Header{{Key: wire.HeaderContentType, Value: []byte("text/x-mystery")}}},
+	// A pack with a good transaction, a bad one and another good one: the
+	// bad one alone is dead. A pack cut in the middle is dead whole.
+	pack := wire.AppendPacked(nil, tx("s", 2, "a.test"))
+	pack = append(pack, 1<<3|2, 3, 0xff, 0xff, 0xff)
+	pack = wire.AppendPacked(pack, tx("s", 3, "a.test"))
+	cut := wire.AppendPacked(nil, tx("s", 4, "a.test"))
+	cut = cut[:len(cut)-4]
+	ct := func(v string) []kafka.Header { return []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(v)}} }
+	writeRetry(t, w,
+		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: ct(wire.ContentTypeTransaction)},
+		kafka.Message{Key: []byte("a.test"), Value: good, Headers: ct(wire.ContentTypeTransaction)},
+		kafka.Message{Key: []byte("a.test"), Value: good, Headers: ct("text/x-mystery")},
+		kafka.Message{Key: []byte("a.test"), Value: pack, Headers: ct(wire.ContentTypeTransactions)},
+		kafka.Message{Key: []byte("a.test"), Value: cut, Headers: ct(wire.ContentTypeTransactions)},
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	col := newCollector()
-	consumeUntil(t, cfg, col, func() bool { return col.count() == 1 })
+	consumeUntil(t, cfg, col, func() bool { return col.count() == 3 })
+	if seqs := col.seqsCopy(); seqs[1] != 1 || seqs[2] != 1 || seqs[3] != 1 || len(seqs) != 3 {
+		t.Fatalf("applied %v, want sequences 1, 2 and 3 once each", seqs)
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: cfg.DeadLetterTopic, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	reasons := map[string]bool{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for len(reasons) < 2 {
+	for len(reasons) < 3 {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
 			t.Fatalf("dead letters: %v (got %v)", err, reasons)
@@ -168,7 +180,7 @@ func TestCorruptRecordGoesToDeadLetters(t *testing.T) {
 			}
 		}
 	}
-	if !reasons["undecodable_transaction"] || !reasons["unknown_content_type"] {
+	if !reasons[consume.ReasonUndecodableTransaction] || !reasons[consume.ReasonUnknownContentType] || !reasons[consume.ReasonUndecodablePack] {
 		t.Fatalf("reasons %v", reasons)
 	}
 }
@@ -299,5 +311,148 @@ func TestTwoAnalyzersSplitPartitions(t *testing.T) {
 		if _, both := b.byKey[host]; both {
 			t.Errorf("service %s reached both analyzers", host)
 		}
+	}
+}
+
+// A restarted sensor numbers its records from 1 again: its new producer's
+// epoch keeps them apart from the old run's, so none is taken for a
+// duplicate. Within one run, a re-sent record is.
+func TestRestartedSensorIsNotDeduplicated(t *testing.T) {
+	addr := kafkatest.Broker(t)
+	topic := kafkatest.Topic(t, addr, 2)
+	cfg := kcfg(addr, topic)
+	for run := 0; run < 2; run++ {
+		p, err := publish.New(cfg, "s5", zap.NewNop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []*wire.Transaction
+		for i := 1; i <= 100; i++ {
+			r := tx("s5", uint64(i), "svc.test")
+			r.Path = fmt.Sprintf("/run%d/%d", run, i)
+			recs = append(recs, r)
+		}
+		recs = append(recs, recs[99]) // the same record twice in one run
+		if err := p.Write(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // a distinct epoch even on a coarse clock
+	}
+	paths := map[string]int{}
+	col := &pathCollector{paths: paths}
+	consumeUntil(t, cfg, col, func() bool { return col.len() >= 200 })
+	time.Sleep(300 * time.Millisecond)
+	if col.len() != 200 || col.total() != 200 {
+		t.Fatalf("%d distinct, %d applied; want 200 and 200 (two runs of 100, one duplicate each dropped)", col.len(), col.total())
+	}
+}
+
+type pathCollector struct {
+	mu    sync.Mutex
+	paths map[string]int
+	n     int
+}
+
+func (c *pathCollector) Handle(_ context.Context, batch []consume.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range batch {
+		if r.Tx != nil {
+			c.paths[r.Tx.Path]++
+			c.n++
+		}
+	}
+	return nil
+}
+
+func (c *pathCollector) len() int   { c.mu.Lock(); defer c.mu.Unlock(); return len(c.paths) }
+func (c *pathCollector) total() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// Gaps in a producer's per-partition numbering are counted as missing
+// records, and a record that arrives after a later one as late.
+func TestSequenceGapsCounted(t *testing.T) {
+	addr := kafkatest.Broker(t)
+	topic := kafkatest.Topic(t, addr, 1)
+	cfg := kcfg(addr, topic)
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	var msgs []kafka.Message
+	// Sequences 1, 2, 6 (3 to 5 missing), 4 (late), 7; and another
+	// producer (epoch) starting at 10, which is no gap.
+	for i, o := range []wire.Origin{{Epoch: 5, PartitionSeq: 1}, {Epoch: 5, PartitionSeq: 2}, {Epoch: 5, PartitionSeq: 6},
+		{Epoch: 5, PartitionSeq: 4}, {Epoch: 5, PartitionSeq: 7}, {Epoch: 9, PartitionSeq: 10}} {
+		msgs = append(msgs, kafka.Message{Key: []byte("g.test"), Value: wire.AppendTransaction(nil, tx("s6", uint64(i+1), "g.test")),
+			Headers: []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeTransaction)},
+				{Key: wire.HeaderOrigin, Value: wire.AppendOrigin(nil, o)}}})
+	}
+	writeRetry(t, w, msgs...)
+	reg := prometheus.NewRegistry()
+	c, err := consume.New(cfg, consume.Options{MaxWait: 100 * time.Millisecond}, zap.NewNop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	col := newCollector()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil && col.count() < len(msgs) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if err := c.Run(ctx, col); err != nil {
+		t.Fatal(err)
+	}
+	if col.count() != len(msgs) {
+		t.Fatalf("%d of %d records", col.count(), len(msgs))
+	}
+	if g := gauge(t, reg, "apiscout_consumer_sequence_gaps_total"); g != 3 {
+		t.Errorf("%v records counted missing, want 3", g)
+	}
+	if l := gauge(t, reg, "apiscout_consumer_sequence_late_total"); l != 1 {
+		t.Errorf("%v records counted late, want 1", l)
+	}
+	if l := c.Lag(); l != 0 {
+		t.Errorf("lag %d after reading everything", l)
+	}
+}
+
+// gauge reads an unlabelled counter or gauge from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// writeRetry writes with a plain kafka-go writer, retrying while the
+// broker's metadata for a topic just created catches up.
+func writeRetry(t *testing.T, w *kafka.Writer, msgs ...kafka.Message) {
+	t.Helper()
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = w.WriteMessages(context.Background(), msgs...); err == nil || !errors.Is(err, kafka.UnknownTopicOrPartition) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
