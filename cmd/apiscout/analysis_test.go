@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/apiscout/apiscout/analyzer/anomaly"
@@ -14,6 +16,8 @@ import (
 	"github.com/apiscout/apiscout/analyzer/api/storeread"
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/sensor"
 	"github.com/apiscout/apiscout/storage/embedded"
 	"github.com/apiscout/apiscout/wire"
 )
@@ -100,5 +104,48 @@ func TestAnalysisStoresWhatChanged(t *testing.T) {
 	page, err := r.Anomalies(ctx, api.AnomalyQuery{Limit: 10})
 	if err != nil || page.Total != 1 {
 		t.Errorf("anomalies: %+v %v", page, err)
+	}
+}
+
+// TestSensorIntoAnalysis runs the real sensor pipeline on a simulated
+// capture into the analysis glue of apiscout run: every transaction the
+// sensor reports reaches the store, and the UI's reader sees the
+// endpoints.
+func TestSensorIntoAnalysis(t *testing.T) {
+	dir := t.TempDir()
+	sim := newRootCmd()
+	sim.SetArgs([]string{"simulate", "--scenario", "demo", "--out", dir})
+	sim.SetOut(&bytes.Buffer{})
+	if err := sim.Execute(); err != nil {
+		t.Fatalf("simulate: %v", err)
+	}
+	ctx := context.Background()
+	st, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(dir, "a.db")}, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := &countingEngine{eps: map[string]*inventory.Endpoint{}}
+	cfg := config.Default().Sensor
+	cfg.Pcap = []string{filepath.Join(dir, "capture.pcap")}
+	cfg.Progress = false
+	p, err := sensor.New(cfg, zap.NewNop(), prometheus.NewRegistry(), engineSink{h: newAnalysis(eng, st, zap.NewNop())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stats := p.Stats()
+	var calls int64
+	for _, e := range eng.eps {
+		calls += e.Calls
+	}
+	if stats.Transactions == 0 || uint64(calls) != stats.Transactions {
+		t.Fatalf("sensor reported %d transactions, the engine saw %d", stats.Transactions, calls)
+	}
+	page, err := storeread.New(st, storeread.Specs{}).Endpoints(ctx, api.EndpointQuery{Limit: 0})
+	if err != nil || page.Total != len(eng.eps) {
+		t.Errorf("store holds %d endpoints, the engine %d (%v)", page.Total, len(eng.eps), err)
 	}
 }
