@@ -1,0 +1,739 @@
+// Package analyzer turns transactions into the API inventory and hands
+// each call, classified, to the detectors. The Engine is pure logic: one
+// goroutine, no I/O, time from the transactions (packet time), so a
+// replayed capture gives the same inventory and anomalies as live
+// traffic. `apiscout run`, `apiscout analyze` and the distributed
+// analyzer all drive the same Engine.
+package analyzer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/apiscout/apiscout/analyzer/anomaly"
+	"github.com/apiscout/apiscout/analyzer/classify"
+	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/analyzer/spec"
+	"github.com/apiscout/apiscout/analyzer/template"
+	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/wire"
+)
+
+// Detectors receive every classified call. analyzer/detect implements it.
+type Detectors interface {
+	Observe(obs *inventory.Observation) []anomaly.Anomaly
+	Advance(now time.Time) []anomaly.Anomaly
+}
+
+// heartbeats and closers are optional detector abilities.
+type heartbeats interface{ Heartbeat(hb *wire.Heartbeat) }
+type closer interface {
+	Close(last time.Time) []anomaly.Anomaly
+}
+
+// Options build an Engine.
+type Options struct {
+	Config    config.AnalyzerConfig
+	Log       *zap.Logger
+	Reg       prometheus.Registerer
+	Detectors Detectors
+}
+
+// Engine is the analyzer's state.
+type Engine struct {
+	cfg      config.AnalyzerConfig
+	log      *zap.Logger
+	det      Detectors
+	services map[string]*service
+	specs    []*spec.Spec
+	now      time.Time
+	m        *metrics
+}
+
+type service struct {
+	host       string
+	tree       *template.Tree
+	promotions int
+	endpoints  map[string]*inventory.EndpointState
+	ops        map[string]*opRef // "METHOD /template" of the bound spec
+	spec       *spec.Spec
+	addrs      map[string]bool
+	mirrors    map[string]bool
+	first      time.Time
+	last       time.Time
+	calls      int64
+	evicted    int64
+}
+
+type opRef struct {
+	op   spec.Operation
+	seen bool
+}
+
+type metrics struct {
+	tx        prometheus.Counter
+	endpoints prometheus.Gauge
+	evicted   *prometheus.CounterVec
+}
+
+// New builds an Engine and loads the configured specs.
+func New(o Options) (*Engine, error) {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	e := &Engine{cfg: o.Config, log: o.Log, det: o.Detectors, services: map[string]*service{}}
+	e.m = &metrics{
+		tx:        prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_analyzer_transactions_total", Help: "Transactions analyzed."}),
+		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiscout_analyzer_endpoints", Help: "Endpoints in the inventory."}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_analyzer_evicted_total",
+			Help: "Inventory entries refused or dropped at their caps, by kind."}, []string{"kind"}),
+	}
+	if o.Reg != nil {
+		o.Reg.MustRegister(e.m.tx, e.m.endpoints, e.m.evicted)
+	}
+	if len(o.Config.Specs) > 0 {
+		specs, err := spec.LoadPaths(o.Config.Specs, o.Config.SpecServices)
+		if err != nil {
+			return nil, err
+		}
+		e.specs = specs
+		for _, s := range specs {
+			e.log.Info("spec loaded", zap.String("file", s.File), zap.Strings("hosts", s.Hosts), zap.Int("operations", len(s.Ops)))
+		}
+	}
+	return e, nil
+}
+
+// LoadSpec binds a spec document to a service at run time (upload).
+func (e *Engine) LoadSpec(host string, data []byte) error {
+	s, err := spec.Parse(data)
+	if err != nil {
+		return err
+	}
+	s.Hosts, s.File = []string{host}, "uploaded:"+host
+	e.specs = append(e.specs, s)
+	if svc := e.services[host]; svc != nil {
+		e.bind(svc, s)
+		for _, ep := range svc.endpoints {
+			e.classify(svc, ep)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) service(host string, t time.Time) *service {
+	if s := e.services[host]; s != nil {
+		return s
+	}
+	if e.cfg.MaxServices > 0 && len(e.services) >= e.cfg.MaxServices {
+		e.m.evicted.WithLabelValues("service").Inc()
+		return nil
+	}
+	s := &service{host: host, tree: template.NewTree(template.Options{MaxNodes: 4 * max(e.cfg.MaxEndpointsPerService, 1)}),
+		endpoints: map[string]*inventory.EndpointState{}, ops: map[string]*opRef{}, addrs: map[string]bool{},
+		mirrors: map[string]bool{}, first: t, last: t}
+	for _, p := range e.cfg.Templates {
+		if _, path, ok := strings.Cut(p, " "); ok && strings.HasPrefix(path, "/") {
+			p = path
+		}
+		s.tree.Pin(p)
+	}
+	for _, sp := range e.specs {
+		for _, h := range sp.Hosts {
+			if h == host || hostOnly(h) == hostOnly(host) {
+				e.bind(s, sp)
+			}
+		}
+	}
+	e.services[host] = s
+	return s
+}
+
+func hostOnly(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i > 0 && !strings.Contains(h[i:], "]") {
+		return h[:i]
+	}
+	return h
+}
+
+func (e *Engine) bind(s *service, sp *spec.Spec) {
+	s.spec = sp
+	for _, op := range sp.Ops {
+		s.tree.Pin(op.Path)
+		s.ops[op.Method+" "+op.Path] = &opRef{op: op}
+	}
+}
+
+var versionRE = regexp.MustCompile(`/v([0-9]+)/`)
+
+// classify sets an endpoint's classification against the bound spec.
+func (e *Engine) classify(s *service, ep *inventory.EndpointState) {
+	path, _, _ := strings.Cut(ep.Path, "#")
+	if ref, ok := s.ops[ep.Method+" "+path]; ok {
+		ref.seen = true
+		ep.Classification = inventory.Documented
+		if ref.op.Deprecated {
+			ep.Classification = inventory.Zombie
+		}
+		ep.SetSource("spec", ref.op.Deprecated, s.spec.File)
+		return
+	}
+	ep.Classification = inventory.Shadow
+	// An older version of a documented API is a zombie even when the spec
+	// no longer lists it: /v1/x called while /v2/x is the documented one.
+	if m := versionRE.FindStringSubmatchIndex(path); m != nil && s.spec != nil {
+		v := path[m[2]:m[3]]
+		for key, ref := range s.ops {
+			_ = key
+			if ref.op.Method != ep.Method {
+				continue
+			}
+			if mm := versionRE.FindStringSubmatchIndex(ref.op.Path); mm != nil &&
+				ref.op.Path[:mm[2]] == path[:m[2]] && ref.op.Path[mm[3]:] == path[m[3]:] && newer(ref.op.Path[mm[2]:mm[3]], v) {
+				ep.Classification = inventory.Zombie
+				return
+			}
+		}
+	}
+}
+
+func newer(a, b string) bool { return len(a) > len(b) || (len(a) == len(b) && a > b) }
+
+// Process analyzes one transaction.
+func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
+	e.m.tx.Inc()
+	t := tx.RequestStart
+	if t.After(e.now) {
+		e.now = t
+	}
+	host := tx.Host
+	if host == "" {
+		host = tx.Server.String()
+	}
+	s := e.service(host, t)
+	if s == nil {
+		return nil
+	}
+	s.calls++
+	if t.After(s.last) {
+		s.last = t
+	}
+	if len(s.addrs) < 16 {
+		s.addrs[tx.Server.Addr().String()] = true
+	}
+	if !tx.Mirror.Empty() && len(s.mirrors) < 16 {
+		s.mirrors[mirrorName(tx.Mirror)] = true
+	}
+
+	method, path, op, proto := e.operation(tx)
+	var m template.Match
+	switch proto {
+	case "grpc", "tls":
+		m = template.Match{Template: path, Pinned: true}
+	default:
+		m = s.tree.Observe(path)
+		if s.tree.Promotions != s.promotions {
+			s.promotions = s.tree.Promotions
+			e.regroup(s)
+		}
+	}
+	tmpl := m.Template
+	if op != "" {
+		tmpl += "#" + op
+	}
+	key := method + " " + tmpl
+	ep := s.endpoints[key]
+	newEP := false
+	if ep == nil {
+		if e.cfg.MaxEndpointsPerService > 0 && len(s.endpoints) >= e.cfg.MaxEndpointsPerService {
+			e.m.evicted.WithLabelValues("endpoint").Inc()
+			s.evicted++
+			return nil
+		}
+		ep = inventory.NewEndpointState(host, method, tmpl, proto, t)
+		src := "inferred"
+		if m.Pinned {
+			src = "pinned"
+		}
+		ep.SetSource(src, false, "")
+		e.classify(s, ep)
+		s.endpoints[key] = ep
+		newEP = true
+		e.m.endpoints.Inc()
+	}
+
+	auth := classify.ReadAuth(tx)
+	call := &inventory.Call{Time: t, Status: tx.Status, ContentType: tx.ResponseContentType, Auth: auth.Kind,
+		Params: map[string]string{}, Sensitive: map[string]string{},
+		Gap: tx.Flags.Has(wire.FlagGap), Truncated: tx.Flags.Has(wire.FlagRequestTruncated) || tx.Flags.Has(wire.FlagResponseTruncated),
+		NoResponse: tx.Flags.Has(wire.FlagNoResponse)}
+	if !tx.ResponseStart.IsZero() && !tx.RequestEnd.IsZero() {
+		call.Latency = tx.ResponseStart.Sub(tx.RequestEnd)
+	}
+	identity := auth.Identity
+	if identity == "" {
+		identity = tx.Client.Addr().String()
+	}
+	call.Client = identity
+	for k, kind := range m.Kinds {
+		call.Params[k] = kind.String()
+	}
+	if alg, ok := auth.JWTHeader["alg"].(string); ok {
+		call.JWTAlg = alg
+	}
+	if iss, ok := auth.Claims["iss"].(string); ok {
+		call.JWTIssuer = iss
+	}
+	if tx.Query != "" {
+		call.Query = queryTypes(tx.Query)
+	}
+	var reqSens, respSens []string
+	var respIDs []string
+	if rb, ok := classify.ReadJSON(tx.RequestBody); ok {
+		call.ReqFields = rb.Fields
+		for _, f := range rb.Sensitive {
+			call.Sensitive["request:"+f.Path] = f.Class
+		}
+		reqSens = classify.Classes(rb.Sensitive)
+	}
+	if rb, ok := classify.ReadJSON(tx.ResponseBody); ok {
+		call.RespFields = rb.Fields
+		for _, f := range rb.Sensitive {
+			call.Sensitive["response:"+f.Path] = f.Class
+		}
+		respSens = classify.Classes(rb.Sensitive)
+		respIDs = rb.IDs
+	}
+	call.Example = tx.Path
+	newFields := ep.Add(call)
+	if e.det == nil {
+		return nil
+	}
+	obs := &inventory.Observation{
+		Tx: tx, Time: t, Service: host, Method: method, Path: tmpl, Classification: ep.Classification,
+		NewEndpoint: newEP, PathParams: m.Params, Identity: identity, Principal: auth.Principal(), Roles: auth.Roles(),
+		Auth: auth.Kind, LoginLike: loginLike(method, path),
+		RequestSensitive: reqSens, ResponseSensitive: respSens, NewFields: newFields, ResponseIDs: respIDs,
+	}
+	obs.AuthFailed = tx.Status == 401 || (tx.Status == 403 && obs.LoginLike)
+	return e.det.Observe(obs)
+}
+
+// operation names what was called: method, path, a sub-operation
+// (GraphQL operation, JSON-RPC or MCP method/tool) and the protocol.
+func (e *Engine) operation(tx *wire.Transaction) (method, path, op, proto string) {
+	method, path, proto = tx.Method, tx.Path, tx.Protocol
+	if proto == "" {
+		proto = "http/1.1"
+	}
+	switch {
+	case proto == "tls":
+		return "TLS", "*", "", proto
+	case proto == "grpc":
+		return "POST", path, "", proto
+	}
+	if path == "" {
+		path = "/"
+	}
+	if method == "POST" && len(tx.RequestBody) > 0 && tx.RequestBody[0] == '{' {
+		var body struct {
+			OperationName string          `json:"operationName"`
+			Query         string          `json:"query"`
+			JSONRPC       string          `json:"jsonrpc"`
+			Method        string          `json:"method"`
+			Params        json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal(tx.RequestBody, &body) == nil {
+			switch {
+			case body.Query != "" && strings.Contains(path, "graphql"):
+				op = body.OperationName
+				if op == "" {
+					op = graphqlOp(body.Query)
+				}
+				return method, path, op, "graphql"
+			case body.JSONRPC == "2.0" && body.Method != "":
+				op = body.Method
+				if body.Method == "tools/call" || body.Method == "resources/read" || body.Method == "prompts/get" {
+					var p struct {
+						Name string `json:"name"`
+						URI  string `json:"uri"`
+					}
+					_ = json.Unmarshal(body.Params, &p)
+					if p.Name != "" {
+						op += ":" + p.Name
+					} else if p.URI != "" {
+						op += ":" + p.URI
+					}
+				}
+				if strings.HasPrefix(body.Method, "tools/") || strings.HasPrefix(body.Method, "resources/") ||
+					strings.HasPrefix(body.Method, "prompts/") || body.Method == "initialize" {
+					return method, path, op, "mcp"
+				}
+				return method, path, op, "jsonrpc"
+			}
+		}
+	}
+	return method, path, "", proto
+}
+
+var gqlRE = regexp.MustCompile(`^\s*(query|mutation|subscription)\s*([A-Za-z_][A-Za-z0-9_]*)?`)
+
+func graphqlOp(q string) string {
+	m := gqlRE.FindStringSubmatch(q)
+	if m == nil {
+		return "anonymous"
+	}
+	if m[2] != "" {
+		return m[2]
+	}
+	return m[1]
+}
+
+func loginLike(method, path string) bool {
+	p := strings.ToLower(path)
+	for _, w := range []string{"login", "signin", "sign-in", "oauth/token", "/token", "/auth", "password", "session"} {
+		if strings.Contains(p, w) {
+			return method == "POST" || method == "PUT"
+		}
+	}
+	return false
+}
+
+func queryTypes(q string) map[string]string {
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for k, vs := range vals {
+		t := "string"
+		if len(vs) > 0 {
+			switch template.Classify(vs[0]) {
+			case template.Int:
+				t = "integer"
+			case template.UUID:
+				t = "uuid"
+			case template.Date:
+				t = "date"
+			case template.Email:
+				t = "email"
+			}
+		}
+		out[k] = t
+		if len(out) >= 32 {
+			break
+		}
+	}
+	return out
+}
+
+// regroup merges endpoints whose templates a promotion generalised.
+func (e *Engine) regroup(s *service) {
+	keys := make([]string, 0, len(s.endpoints))
+	for k := range s.endpoints {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ep := s.endpoints[k]
+		path, op, _ := strings.Cut(ep.Path, "#")
+		to := s.tree.Resolve(path)
+		if to == path {
+			continue
+		}
+		if op != "" {
+			to += "#" + op
+		}
+		nk := ep.Method + " " + to
+		if dst, ok := s.endpoints[nk]; ok {
+			dst.Merge(ep)
+		} else {
+			ep.Path = to
+			ep.Changed = true
+			e.classify(s, ep)
+			s.endpoints[nk] = ep
+			continue
+		}
+		delete(s.endpoints, k)
+		e.m.endpoints.Dec()
+	}
+}
+
+func mirrorName(m wire.Mirror) string {
+	var parts []string
+	if m.Source != "" {
+		parts = append(parts, m.Source)
+	}
+	if m.VNI != 0 {
+		parts = append(parts, fmt.Sprintf("vni %d", m.VNI))
+	}
+	for _, v := range m.VLANs {
+		parts = append(parts, fmt.Sprintf("vlan %d", v))
+	}
+	if m.ERSPANSession != 0 {
+		parts = append(parts, fmt.Sprintf("erspan %d", m.ERSPANSession))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Heartbeat hands a sensor heartbeat to detectors that use it.
+func (e *Engine) Heartbeat(hb *wire.Heartbeat) {
+	if h, ok := e.det.(heartbeats); ok {
+		h.Heartbeat(hb)
+	}
+}
+
+// Advance moves packet time without traffic.
+func (e *Engine) Advance(now time.Time) []anomaly.Anomaly {
+	if now.After(e.now) {
+		e.now = now
+	}
+	if e.det == nil {
+		return nil
+	}
+	return e.det.Advance(now)
+}
+
+// Close ends the input: detectors close their open incidents.
+func (e *Engine) Close() []anomaly.Anomaly {
+	if c, ok := e.det.(closer); ok {
+		return c.Close(e.now)
+	}
+	return nil
+}
+
+// Services returns the inventory, services and endpoints sorted, orphan
+// operations of bound specs included.
+func (e *Engine) Services() []inventory.Service {
+	hosts := make([]string, 0, len(e.services))
+	for h := range e.services {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	out := make([]inventory.Service, 0, len(hosts))
+	for _, h := range hosts {
+		s := e.services[h]
+		svc := inventory.Service{Host: h, FirstSeen: s.first, LastSeen: s.last, Calls: s.calls,
+			Addresses: sortedSet(s.addrs), Mirrors: sortedSet(s.mirrors)}
+		if s.spec != nil {
+			svc.Spec = s.spec.File
+		}
+		for _, ep := range s.endpoints {
+			svc.Endpoints = append(svc.Endpoints, ep.Snapshot())
+		}
+		for _, ref := range s.ops {
+			if ref.seen {
+				continue
+			}
+			orphan := inventory.Endpoint{Service: h, Method: ref.op.Method, Path: ref.op.Path,
+				Classification: inventory.Orphan, Auth: []string{}, Sensitive: []string{},
+				Detail: inventory.Detail{Template: inventory.TemplateEvidence{Source: "spec", Confidence: 1}, Deprecated: ref.op.Deprecated, Spec: s.spec.File}}
+			svc.Endpoints = append(svc.Endpoints, orphan)
+		}
+		sort.Slice(svc.Endpoints, func(i, j int) bool {
+			a, b := svc.Endpoints[i], svc.Endpoints[j]
+			if a.Path != b.Path {
+				return a.Path < b.Path
+			}
+			return a.Method < b.Method
+		})
+		for _, ep := range svc.Endpoints {
+			svc.RiskScore = max(svc.RiskScore, ep.RiskScore)
+		}
+		out = append(out, svc)
+	}
+	return out
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrUnknownService is returned for a host the inventory has not seen.
+var ErrUnknownService = errors.New("unknown service")
+
+// Spec renders the OpenAPI 3 document reconstructed from the traffic of
+// a service.
+func (e *Engine) Spec(host string) ([]byte, error) {
+	s := e.services[host]
+	if s == nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownService, host)
+	}
+	var obs []spec.Observed
+	seen := map[string]bool{}
+	keys := make([]string, 0, len(s.endpoints))
+	for k := range s.endpoints {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ep := s.endpoints[k]
+		if ep.Method == "TLS" || ep.Protocol == "grpc" || ep.Protocol == "websocket" {
+			continue
+		}
+		path, _, _ := strings.Cut(ep.Path, "#")
+		if seen[ep.Method+" "+path] {
+			continue
+		}
+		seen[ep.Method+" "+path] = true
+		req, resp := ep.Fields()
+		o := spec.Observed{Method: ep.Method, Path: path, Query: ep.QueryTypes(), ReqFields: req, RespFields: resp,
+			Deprecated: ep.Classification == inventory.Zombie, PathTypes: map[string]string{}}
+		for name, kind := range ep.ParamKinds() {
+			switch kind {
+			case "integer":
+				o.PathTypes[name] = "integer"
+			case "uuid", "date", "email":
+				o.PathTypes[name] = kind
+			}
+		}
+		for st := range ep.Statuses() {
+			o.Statuses = append(o.Statuses, st)
+		}
+		sort.Ints(o.Statuses)
+		for _, a := range ep.AuthKinds() {
+			if a != classify.AuthNone {
+				o.Auth = append(o.Auth, a)
+			}
+		}
+		obs = append(obs, o)
+	}
+	return spec.Export(host, host+" (observed)", obs)
+}
+
+// Diff compares a service's traffic with its spec.
+type Diff struct {
+	Service string   `json:"service"`
+	Spec    string   `json:"spec"`
+	Shadow  []string `json:"shadow"` // observed, not documented
+	Zombie  []string `json:"zombie"` // deprecated (or older versions) still called
+	Orphan  []string `json:"orphan"` // documented, not observed
+	Drift   []string `json:"drift"`  // per operation: undocumented statuses, query parameters, auth
+}
+
+// Diff returns the differences between traffic and the bound spec.
+func (e *Engine) Diff(host string) (Diff, error) {
+	s := e.services[host]
+	if s == nil {
+		return Diff{}, fmt.Errorf("%w: %s", ErrUnknownService, host)
+	}
+	d := Diff{Service: host, Shadow: []string{}, Zombie: []string{}, Orphan: []string{}, Drift: []string{}}
+	if s.spec != nil {
+		d.Spec = s.spec.File
+	}
+	for _, ep := range e.Services() {
+		if ep.Host != host {
+			continue
+		}
+		for _, x := range ep.Endpoints {
+			name := x.Method + " " + x.Path
+			switch x.Classification {
+			case inventory.Shadow:
+				d.Shadow = append(d.Shadow, name)
+			case inventory.Zombie:
+				d.Zombie = append(d.Zombie, name)
+			case inventory.Orphan:
+				d.Orphan = append(d.Orphan, name)
+			}
+		}
+	}
+	for key, ref := range s.ops {
+		ep := s.endpoints[key]
+		if ep == nil {
+			continue
+		}
+		documented := map[string]bool{}
+		for _, st := range ref.op.Statuses {
+			documented[st] = true
+		}
+		for st := range ep.Statuses() {
+			code := fmt.Sprint(st)
+			if len(documented) > 0 && !documented[code] && !documented["default"] && !documented[code[:1]+"XX"] {
+				d.Drift = append(d.Drift, fmt.Sprintf("%s: undocumented status %d", key, st))
+			}
+		}
+		known := map[string]bool{}
+		for _, q := range ref.op.Query {
+			known[q] = true
+		}
+		for q := range ep.QueryTypes() {
+			if !known[q] {
+				d.Drift = append(d.Drift, fmt.Sprintf("%s: undocumented query parameter %q", key, q))
+			}
+		}
+		without, _ := ep.UnauthenticatedSuccess()
+		if len(ref.op.Security) > 0 && without > 0 {
+			d.Drift = append(d.Drift, fmt.Sprintf("%s: %d successful calls without the credentials the spec requires", key, without))
+		}
+	}
+	for _, l := range [][]string{d.Shadow, d.Zombie, d.Orphan, d.Drift} {
+		sort.Strings(l)
+	}
+	return d, nil
+}
+
+// ChangedEndpoints returns the endpoints updated since the last call and
+// clears their marks (what a store needs to write).
+func (e *Engine) ChangedEndpoints() []inventory.Endpoint {
+	var out []inventory.Endpoint
+	for _, s := range e.services {
+		for _, ep := range s.endpoints {
+			if ep.Changed {
+				ep.Changed = false
+				out = append(out, ep.Snapshot())
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Snapshot serialises the inventory (as the stores keep it) for a
+// checkpoint.
+func (e *Engine) Snapshot() ([]byte, error) { return json.Marshal(e.Services()) }
+
+// Restore reloads counters from a checkpoint: endpoints keep their calls,
+// first and last seen, auth and sensitive classes.
+func (e *Engine) Restore(b []byte) error {
+	var svcs []inventory.Service
+	if err := json.Unmarshal(b, &svcs); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	for _, sv := range svcs {
+		s := e.service(sv.Host, sv.FirstSeen)
+		if s == nil {
+			continue
+		}
+		s.calls, s.last = sv.Calls, sv.LastSeen
+		for _, ep := range sv.Endpoints {
+			if ep.Classification == inventory.Orphan {
+				continue
+			}
+			path, _, _ := strings.Cut(ep.Path, "#")
+			if !strings.Contains(path, "{") {
+				s.tree.Observe(path)
+			} else {
+				s.tree.Pin(path)
+			}
+			st := inventory.NewEndpointState(sv.Host, ep.Method, ep.Path, ep.Protocol, ep.FirstSeen)
+			st.Calls, st.LastSeen = ep.Calls, ep.LastSeen
+			e.classify(s, st)
+			s.endpoints[ep.Method+" "+ep.Path] = st
+		}
+	}
+	return nil
+}
