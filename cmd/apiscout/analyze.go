@@ -94,40 +94,51 @@ func runAnalyze(cmd *cobra.Command, jsonl []string) error {
 		return err
 	}
 	defer a.log.Sync() //nolint:errcheck
+	eng, log, err := analyzeInput(cmd, a, jsonl)
+	if err != nil {
+		return err
+	}
+	return writeAudit(cmd, a.cfg.Analyzer.Out, eng, log, a.log)
+}
+
+// analyzeInput runs captures (sensor.pcap) or jsonl files through the
+// sensor and the engine, in one process, on packet time.
+func analyzeInput(cmd *cobra.Command, a *app, jsonl []string) (*analyzer.Engine, *anomalyLog, error) {
 	if len(a.cfg.Sensor.Pcap) == 0 && len(jsonl) == 0 {
-		return errors.New("nothing to analyze: give --pcap FILE... or --jsonl FILE")
+		return nil, nil, errors.New("nothing to analyze: give --pcap FILE... or --jsonl FILE")
 	}
 	det, err := detect.New(a.cfg.Detect, a.cfg.Analyzer, a.log.Named("detect"), a.reg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	eng, err := analyzer.New(analyzer.Options{Config: a.cfg.Analyzer, Log: a.log, Reg: a.reg, Detectors: det})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sink := &auditSink{e: eng, out: &anomalyLog{last: map[string]anomaly.Anomaly{}}}
 	if len(a.cfg.Sensor.Pcap) > 0 {
+		a.cfg.Sensor.Progress = false
 		p, err := sensor.New(a.cfg.Sensor, a.log.Named("sensor"), a.reg, sink)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := p.Run(cmd.Context()); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	for _, f := range jsonl {
 		fh, err := os.Open(f)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		err = output.ReadJSONL(fh, func(tx *wire.Transaction) error { sink.out.add(eng.Process(tx)); return nil })
 		fh.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+			return nil, nil, fmt.Errorf("%s: %w", f, err)
 		}
 	}
 	sink.out.add(eng.Close())
-	return writeAudit(cmd, a.cfg.Analyzer.Out, eng, sink.out, a.log)
+	return eng, sink.out, nil
 }
 
 func writeAudit(cmd *cobra.Command, dir string, eng *analyzer.Engine, anomalies *anomalyLog, log *zap.Logger) error {
