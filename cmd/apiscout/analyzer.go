@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/apiscout/apiscout/analyzer"
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/api"
 	"github.com/apiscout/apiscout/analyzer/api/storeread"
 	"github.com/apiscout/apiscout/analyzer/consume"
+	"github.com/apiscout/apiscout/analyzer/detect"
 	"github.com/apiscout/apiscout/analyzer/inventory"
 	"github.com/apiscout/apiscout/wire"
 )
@@ -114,6 +118,21 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 	return a.flushInventory(ctx)
 }
 
+// Close ends the input: the engine closes its open incidents, and they
+// and the last endpoint states are stored.
+func (a *analysis) Close(ctx context.Context) error {
+	c, ok := a.eng.(interface{ Close() []anomaly.Anomaly })
+	if !ok {
+		return nil
+	}
+	if anoms := c.Close(); len(anoms) > 0 {
+		if err := a.store.WriteAnomalies(ctx, anoms); err != nil {
+			return fmt.Errorf("store anomalies: %w", err)
+		}
+	}
+	return a.flushInventory(ctx)
+}
+
 // flushInventory writes the endpoints changed since the last flush and
 // the services that hold them.
 func (a *analysis) flushInventory(ctx context.Context) error {
@@ -166,9 +185,9 @@ func openAnalysisStore(ctx context.Context, a *app) (analysisStore, error) {
 
 // startUI builds the API server over the store, binds ui.listen and
 // serves in the background; the returned function waits for it to stop.
-func startUI(ctx context.Context, a *app, store storeread.Store, ready func() bool) (addr string, wait func(), err error) {
+func startUI(ctx context.Context, a *app, store storeread.Store, eng *lockedEngine, ready func() bool) (addr string, wait func(), err error) {
 	srv, err := api.New(api.Options{
-		Config: a.cfg.UI, Reader: storeread.New(store, specRenderers(a)), Log: a.log.Named("ui"), Reg: a.reg, Ready: ready,
+		Config: a.cfg.UI, Reader: storeread.New(store, eng.specs()), Uploader: eng, Log: a.log.Named("ui"), Reg: a.reg, Ready: ready,
 	})
 	if err != nil {
 		return "", nil, err
@@ -217,7 +236,7 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer cons.Close()
-	addr, waitUI, err := startUI(ctx, a, store, nil)
+	addr, waitUI, err := startUI(ctx, a, store, eng, nil)
 	if err != nil {
 		return err
 	}
@@ -232,15 +251,105 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 	return err
 }
 
-// errNoEngine is returned until the analyzer's Engine is wired in.
-var errNoEngine = errors.New("the analyzer engine is not part of this build yet")
+// lockedEngine serializes the Engine, which is pure logic without locks:
+// the analysis feeds it from one goroutine while the web UI asks it for
+// specs and diffs from others.
+type lockedEngine struct {
+	mu sync.Mutex
+	e  *analyzer.Engine
+}
 
 // newEngine builds the analyzer engine with its detectors, from the
 // analyzer and detect sections.
-func newEngine(a *app) (engine, error) {
-	return nil, errNoEngine
+func newEngine(a *app) (*lockedEngine, error) {
+	det, err := detect.New(a.cfg.Detect, a.cfg.Analyzer, a.log.Named("detect"), a.reg)
+	if err != nil {
+		return nil, err
+	}
+	e, err := analyzer.New(analyzer.Options{Config: a.cfg.Analyzer, Log: a.log.Named("analyzer"), Reg: a.reg, Detectors: det})
+	if err != nil {
+		return nil, err
+	}
+	return &lockedEngine{e: e}, nil
 }
 
-// specRenderers exports the reconstructed OpenAPI of a service and its
-// diff against the loaded specs.
-func specRenderers(a *app) storeread.Specs { return storeread.Specs{} }
+func (l *lockedEngine) Process(tx *wire.Transaction) []anomaly.Anomaly {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.Process(tx)
+}
+
+func (l *lockedEngine) Services() []inventory.Service {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.Services()
+}
+
+// Close ends the input: open incidents are closed at the last packet time.
+func (l *lockedEngine) Close() []anomaly.Anomaly {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.Close()
+}
+
+// Spec renders a service's reconstructed OpenAPI document.
+func (l *lockedEngine) Spec(_ context.Context, host string) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, err := l.e.Spec(host)
+	if errors.Is(err, analyzer.ErrUnknownService) {
+		return nil, api.ErrNotFound
+	}
+	return b, err
+}
+
+// Diff renders a service's spec diff for the API; a service without a
+// spec has none.
+func (l *lockedEngine) Diff(_ context.Context, host string) ([]api.DiffItem, error) {
+	l.mu.Lock()
+	d, err := l.e.Diff(host)
+	l.mu.Unlock()
+	if errors.Is(err, analyzer.ErrUnknownService) {
+		return nil, api.ErrNotFound
+	}
+	if err != nil || d.Spec == "" {
+		return nil, err
+	}
+	var out []api.DiffItem
+	add := func(kind, sev, key, detail string) {
+		method, path, _ := strings.Cut(key, " ")
+		out = append(out, api.DiffItem{Kind: kind, Severity: sev, Method: method, Path: path, Detail: detail})
+	}
+	for _, k := range d.Shadow {
+		add("shadow", "high", k, "called, but not in "+d.Spec)
+	}
+	for _, k := range d.Zombie {
+		add("zombie", "medium", k, "deprecated in "+d.Spec+", still called")
+	}
+	for _, k := range d.Orphan {
+		add("orphan", "low", k, "in "+d.Spec+", never called")
+	}
+	for _, x := range d.Drift {
+		key, detail, _ := strings.Cut(x, ": ")
+		add("drift", "medium", key, detail)
+	}
+	return out, nil
+}
+
+// UploadSpec binds an admin's spec to a service (api.SpecUploader).
+func (l *lockedEngine) UploadSpec(_ context.Context, service string, doc []byte) error {
+	if err := api.CheckSpec(doc); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.e.LoadSpec(service, doc); err != nil {
+		return fmt.Errorf("%w: %v", api.ErrBadSpec, err)
+	}
+	return nil
+}
+
+// specs gives the UI the engine's reconstructed specs and diffs.
+func (l *lockedEngine) specs() storeread.Specs {
+	return storeread.Specs{Reconstructed: l.Spec, Diff: l.Diff}
+}

@@ -64,7 +64,9 @@ func (s engineSink) Write(ctx context.Context, txs []*wire.Transaction) error {
 	return s.h.Handle(ctx, batch)
 }
 
-func (engineSink) Close() error { return nil }
+// Close is called by the pipeline when the input ends: the engine closes
+// its incidents at the last packet time and they are stored.
+func (s engineSink) Close() error { return s.h.Close(context.Background()) }
 
 func runRun(cmd *cobra.Command, _ []string) error {
 	a, err := newApp(cmd)
@@ -91,7 +93,7 @@ func runRun(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	var done atomic.Bool
-	addr, waitUI, err := startUI(ctx, a, store, done.Load)
+	addr, waitUI, err := startUI(ctx, a, store, eng, done.Load)
 	if err != nil {
 		return err
 	}
@@ -113,7 +115,7 @@ func runRun(cmd *cobra.Command, _ []string) error {
 		if files {
 			fmt.Fprintf(out, "apiscout: read %s: %d packets, %d transactions\n", strings.Join(a.cfg.Sensor.Pcap, ", "), st.Packets, st.Transactions)
 		}
-		if err := printSummary(ctx, out, storeread.New(store, storeread.Specs{}), addr); err != nil {
+		if err := printSummary(ctx, out, storeread.New(store, eng.specs()), addr); err != nil {
 			runErr = err
 		}
 	}

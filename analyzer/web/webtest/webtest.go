@@ -107,7 +107,8 @@ func Walkthrough(t testing.TB, base, dir string) {
 		{"open endpoint", []chromedp.Action{
 			chromedp.Click(`table.endpoints tbody tr td.path a`, chromedp.ByQuery),
 			chromedp.WaitVisible(`h1.mono`, chromedp.ByQuery),
-			chromedp.WaitVisible(`svg.chart polyline`, chromedp.ByQuery),
+			// A chart, or the note that no time series is kept.
+			chromedp.WaitVisible(`svg.chart polyline, .card p.empty`, chromedp.ByQuery),
 			chromedp.Text(`h1.mono`, &detailPath, chromedp.ByQuery),
 			shot("4-endpoint"),
 		}},

@@ -61,12 +61,16 @@ function fmtTime(t) {
   const d = new Date(t);
   return d.toISOString().replace("T", " ").slice(0, 16) + "Z";
 }
-function pct(x) { return Math.round((x || 0) * 100); }
+// Risk scores come as 0..1 from some analyzers and as open-ended points
+// from others: show the number as given (0..1 as percent) and draw the
+// bar on a log scale past 100.
+function riskValue(x) { x = x || 0; return x <= 1 ? Math.round(x * 100) : Math.round(x); }
+function riskWidth(x) { x = x || 0; return x <= 1 ? x * 100 : Math.min(100, 25 * Math.log10(1 + x)); }
 
 function badge(text, cls) { return h("span", { class: "badge " + (cls || "") }, text); }
 function methodTag(m) { return h("span", { class: "method " + m }, m); }
 function riskBar(r) {
-  return h("span", { title: "risk " + pct(r) + "/100" }, h("span", { class: "risk" }, h("i", { width: pct(r) + "%" })), pct(r));
+  return h("span", { title: "risk score " + riskValue(r) }, h("span", { class: "risk" }, h("i", { width: riskWidth(r) + "%" })), riskValue(r));
 }
 function flags(e) {
   return [
