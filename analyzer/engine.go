@@ -50,6 +50,9 @@ type Options struct {
 
 // Engine is the analyzer's state.
 type Engine struct {
+	// claims caches decoded JWT claims by credential fingerprint: the
+	// same token comes back on every call of a session.
+	claims   map[string]classify.Auth
 	cfg      config.AnalyzerConfig
 	log      *zap.Logger
 	det      Detectors
@@ -90,7 +93,7 @@ func New(o Options) (*Engine, error) {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	e := &Engine{cfg: o.Config, log: o.Log, det: o.Detectors, services: map[string]*service{}}
+	e := &Engine{cfg: o.Config, log: o.Log, det: o.Detectors, services: map[string]*service{}, claims: map[string]classify.Auth{}}
 	e.m = &metrics{
 		tx:        prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_analyzer_transactions_total", Help: "Transactions analyzed."}),
 		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiscout_analyzer_endpoints", Help: "Endpoints in the inventory."}),
@@ -271,7 +274,7 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 		e.m.endpoints.Inc()
 	}
 
-	auth := classify.ReadAuth(tx)
+	auth := e.readAuth(tx)
 	call := &inventory.Call{Time: t, Status: tx.Status, ContentType: tx.ResponseContentType, Auth: auth.Kind,
 		Params: map[string]string{}, Sensitive: map[string]string{},
 		Gap: tx.Flags.Has(wire.FlagGap), Truncated: tx.Flags.Has(wire.FlagRequestTruncated) || tx.Flags.Has(wire.FlagResponseTruncated),
@@ -298,14 +301,22 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 	var reqSens, respSens []string
 	var respIDs []string
-	if rb, ok := classify.ReadJSON(tx.RequestBody); ok {
+	// Bodies of a busy endpoint are sampled after its first calls: the
+	// schema, the data classes and the ids it returns are learned by then,
+	// and parsing every JSON body would cost most of the analyzer's time.
+	parse := ep.Calls < bodyAlways || ep.Calls%bodySample == 0 || tx.Status >= 400
+	if !parse {
+		// skip
+	} else if rb, ok := classify.ReadJSON(tx.RequestBody); ok {
 		call.ReqFields = rb.Fields
 		for _, f := range rb.Sensitive {
 			call.Sensitive["request:"+f.Path] = f.Class
 		}
 		reqSens = classify.Classes(rb.Sensitive)
 	}
-	if rb, ok := classify.ReadJSON(tx.ResponseBody); ok {
+	if !parse {
+		// skip
+	} else if rb, ok := classify.ReadJSON(tx.ResponseBody); ok {
 		call.RespFields = rb.Fields
 		for _, f := range rb.Sensitive {
 			call.Sensitive["response:"+f.Path] = f.Class
@@ -326,6 +337,18 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 	obs.AuthFailed = tx.Status == 401 || (tx.Status == 403 && obs.LoginLike)
 	return e.det.Observe(obs)
+}
+
+// Body sampling: every body of an endpoint's first bodyAlways calls is
+// parsed, then one in bodySample (errors always).
+const (
+	bodyAlways = 256
+	bodySample = 8
+)
+
+// readAuth classifies credentials, decoding a JWT's claims once per token.
+func (e *Engine) readAuth(tx *wire.Transaction) classify.Auth {
+	return classify.ReadAuthCached(tx, e.claims)
 }
 
 // operation names what was called: method, path, a sub-operation

@@ -70,6 +70,35 @@ func (a *Auth) Roles() []string {
 	return out
 }
 
+// ReadAuthCached is ReadAuth with decoded credentials kept in cache by
+// the Authorization value's fingerprint (or the value, when unredacted): a session's token is decoded
+// once, not on every call. The cache is bounded by the caller.
+func ReadAuthCached(tx *wire.Transaction, cache map[string]Auth) Auth {
+	for _, h := range tx.RequestHeaders {
+		if len(h.Name) == 13 && strings.EqualFold(h.Name, "authorization") {
+			fp := fingerprint(h.Value)
+			if fp == "" {
+				// An unredacted credential (a capture read without the
+				// sensor's redaction): key by the value itself.
+				if len(h.Value) > 2048 {
+					break
+				}
+				fp = h.Value
+			}
+			if a, ok := cache[fp]; ok {
+				return a
+			}
+			a := ReadAuth(tx)
+			if len(cache) >= 100000 {
+				clear(cache)
+			}
+			cache[fp] = a
+			return a
+		}
+	}
+	return ReadAuth(tx)
+}
+
 // ReadAuth classifies the request's credentials.
 func ReadAuth(tx *wire.Transaction) Auth {
 	var a Auth
@@ -356,7 +385,19 @@ func orRoot(p string) string {
 // nameClass flags fields whose names say what they hold when the value
 // itself was masked or is not recognisable.
 func nameClass(key string) string {
-	k := strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(key))
+	var buf [64]byte
+	kb := buf[:0]
+	for i := 0; i < len(key) && len(kb) < len(buf); i++ {
+		c := key[i]
+		switch {
+		case c == '_' || c == '-':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		kb = append(kb, c)
+	}
+	k := string(kb)
 	switch {
 	case strings.Contains(k, "password") || strings.Contains(k, "passwd") || strings.Contains(k, "secret"):
 		return Secret
