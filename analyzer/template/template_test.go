@@ -104,3 +104,24 @@ func BenchmarkObserve(b *testing.B) {
 		tr.Observe(paths[i&1023])
 	}
 }
+
+// Random tokens sometimes carry no digit and read as words: their length,
+// shared by every value at that position, still says what they are.
+func TestWordLikeTokens(t *testing.T) {
+	tr := NewTree(Options{})
+	r := rand.New(rand.NewPCG(7, 8))
+	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, 22)
+		for j := range b {
+			b[j] = alpha[r.IntN(len(alpha))]
+		}
+		tr.Observe("/sessions/" + string(b))
+	}
+	if got := tr.Observe("/sessions/WJJZaZXkeGsqoeEwhRuDvq").Template; got != "/sessions/{sessionId}" {
+		t.Fatalf("a digit-free token gave %s", got)
+	}
+	if got := tr.Observe("/sessions/current").Template; got != "/sessions/current" {
+		t.Fatalf("a short word beside tokens gave %s", got)
+	}
+}

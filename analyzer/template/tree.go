@@ -47,6 +47,10 @@ type node struct {
 	// literal values promoted into param: they route to it from now on
 	promoted bool
 	end      bool // a template ends here
+	// valLen is the length shared by every value seen at this parameter
+	// (0: not one length): random tokens come in one length, so a value
+	// of that length that happens to look like a word is one of them.
+	valLen int
 }
 
 // Tree holds one service's templates.
@@ -150,6 +154,9 @@ func (t *Tree) Observe(path string) Match {
 	prev := ""
 	for _, s := range segs {
 		k := Classify(s)
+		if k == Literal && n.param != nil && n.param.valLen >= 8 && len(s) == n.param.valLen && n.children[s] == nil {
+			k = n.param.paramKind
+		}
 		if n.param != nil && (k != Literal || n.promoted) {
 			if c, ok := n.children[s]; ok && k == Literal {
 				n = c // a stable literal sibling kept beside the parameter
@@ -157,6 +164,7 @@ func (t *Tree) Observe(path string) Match {
 				n = n.param
 				params[n.name] = s
 				kinds[n.name] = k
+				n.noteLen(s)
 			}
 		} else if k != Literal || t.nodes >= t.o.MaxNodes {
 			if n.param == nil {
@@ -166,6 +174,7 @@ func (t *Tree) Observe(path string) Match {
 			n = n.param
 			params[n.name] = s
 			kinds[n.name] = k
+			n.noteLen(s)
 		} else {
 			c := n.children[s]
 			if c == nil {
@@ -202,6 +211,15 @@ func (t *Tree) Observe(path string) Match {
 	}
 	n.end = true
 	return Match{Template: "/" + strings.Join(out, "/"), Params: params, Kinds: kinds}
+}
+
+func (n *node) noteLen(s string) {
+	switch {
+	case n.calls == 0 && n.valLen == 0:
+		n.valLen = len(s)
+	case n.valLen != len(s):
+		n.valLen = -1
+	}
 }
 
 // maybePromote turns a position whose literal values keep multiplying into
