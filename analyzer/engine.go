@@ -60,6 +60,13 @@ type Engine struct {
 	specs    []*spec.Spec
 	now      time.Time
 	m        *metrics
+	// last is the endpoint of the latest Process call (see LastCall).
+	last lastCall
+}
+
+type lastCall struct {
+	service, method, path string
+	unauthenticated, ok   bool
 }
 
 type service struct {
@@ -214,6 +221,7 @@ func newer(a, b string) bool { return len(a) > len(b) || (len(a) == len(b) && a 
 // Process analyzes one transaction.
 func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	e.m.tx.Inc()
+	e.last.ok = false
 	t := tx.RequestStart
 	if t.After(e.now) {
 		e.now = t
@@ -325,6 +333,7 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 		respIDs = rb.IDs
 	}
 	call.Example = tx.Path
+	e.last = lastCall{service: host, method: method, path: tmpl, unauthenticated: auth.Kind == classify.AuthNone, ok: true}
 	newFields := ep.Add(call)
 	if e.det == nil {
 		return nil
@@ -506,6 +515,14 @@ func mirrorName(m wire.Mirror) string {
 		parts = append(parts, fmt.Sprintf("erspan %d", m.ERSPANSession))
 	}
 	return strings.Join(parts, " ")
+}
+
+// LastCall names the endpoint the latest Process call was counted on, for
+// per-minute statistics kept beside the inventory; ok is false when the
+// call was refused (caps).
+func (e *Engine) LastCall() (service, method, path string, unauthenticated, ok bool) {
+	l := e.last
+	return l.service, l.method, l.path, l.unauthenticated, l.ok
 }
 
 // Heartbeat hands a sensor heartbeat to detectors that use it.

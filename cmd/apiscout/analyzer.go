@@ -18,6 +18,8 @@ import (
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/detect"
 	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/storage"
+	"github.com/apiscout/apiscout/storage/minutes"
 	"github.com/apiscout/apiscout/wire"
 )
 
@@ -79,6 +81,20 @@ type analysis struct {
 	// written remembers each endpoint's last stored state (calls and last
 	// seen), so a batch writes only the endpoints it changed.
 	written map[string]endpointMark
+	// minutes keeps per-minute endpoint statistics (rate, errors,
+	// latency) for the charts, by packet time.
+	minutes *minutes.Aggregator
+	latest  time.Time
+}
+
+// lastCaller is the engine's report of the endpoint a call was counted on.
+type lastCaller interface {
+	LastCall() (service, method, path string, unauthenticated, ok bool)
+}
+
+// statsWriter is the store's side for per-minute statistics.
+type statsWriter interface {
+	WriteStats(ctx context.Context, stats []storage.EndpointMinute) error
 }
 
 type endpointMark struct {
@@ -88,7 +104,7 @@ type endpointMark struct {
 }
 
 func newAnalysis(eng engine, store resultWriter, log *zap.Logger) *analysis {
-	return &analysis{eng: eng, store: store, log: log, written: map[string]endpointMark{}}
+	return &analysis{eng: eng, store: store, log: log, written: map[string]endpointMark{}, minutes: minutes.New(2 * time.Minute)}
 }
 
 // Handle implements consume.Handler: process, then store transactions,
@@ -103,6 +119,14 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 		}
 		txs = append(txs, r.Tx)
 		anoms = append(anoms, a.eng.Process(r.Tx)...)
+		if lc, ok := a.eng.(lastCaller); ok {
+			if svc, m, p, unauth, ok := lc.LastCall(); ok {
+				a.minutes.Add(svc, m, p, r.Tx, unauth)
+			}
+		}
+		if r.Tx.RequestStart.After(a.latest) {
+			a.latest = r.Tx.RequestStart
+		}
 	}
 	if len(txs) == 0 {
 		return nil
@@ -115,12 +139,29 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 			return fmt.Errorf("store anomalies: %w", err)
 		}
 	}
+	if err := a.writeStats(ctx, a.minutes.Complete(a.latest)); err != nil {
+		return err
+	}
 	return a.flushInventory(ctx)
+}
+
+func (a *analysis) writeStats(ctx context.Context, stats []storage.EndpointMinute) error {
+	sw, ok := a.store.(statsWriter)
+	if !ok || len(stats) == 0 {
+		return nil
+	}
+	if err := sw.WriteStats(ctx, stats); err != nil {
+		return fmt.Errorf("store statistics: %w", err)
+	}
+	return nil
 }
 
 // Close ends the input: the engine closes its open incidents, and they
 // and the last endpoint states are stored.
 func (a *analysis) Close(ctx context.Context) error {
+	if err := a.writeStats(ctx, a.minutes.Drain()); err != nil {
+		return err
+	}
 	c, ok := a.eng.(interface{ Close() []anomaly.Anomaly })
 	if !ok {
 		return nil
@@ -277,6 +318,12 @@ func (l *lockedEngine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.e.Process(tx)
+}
+
+func (l *lockedEngine) LastCall() (service, method, path string, unauthenticated, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.LastCall()
 }
 
 func (l *lockedEngine) Services() []inventory.Service {
