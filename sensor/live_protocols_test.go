@@ -10,13 +10,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,55 +22,17 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
 	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/internal/grpcpeer"
 	"github.com/apiscout/apiscout/internal/netns"
 	"github.com/apiscout/apiscout/wire"
 )
 
-// liveRawCodec lets a real grpc-go server and client exchange opaque
-// bytes, so the test needs no generated stubs.
-type liveRawCodec struct{}
-
-func (liveRawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (liveRawCodec) Unmarshal(b []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), b...)
-	return nil
-}
-func (liveRawCodec) Name() string { return "live-raw" }
-
-func init() { encoding.RegisterCodec(liveRawCodec{}) }
-
 // liveGRPCServer answers every method: NotFound for .../Missing, else one
 // reply per request message.
-func liveGRPCServer() *grpc.Server {
-	return grpc.NewServer(grpc.ForceServerCodec(liveRawCodec{}), grpc.UnknownServiceHandler(func(_ any, s grpc.ServerStream) error {
-		method, _ := grpc.MethodFromServerStream(s)
-		n := 0
-		for {
-			var in []byte
-			if err := s.RecvMsg(&in); err == io.EOF {
-				break
-			} else if err != nil {
-				return err
-			}
-			n++
-		}
-		if strings.HasSuffix(method, "/Missing") {
-			return status.Error(codes.NotFound, "no such item")
-		}
-		for i := 0; i < n; i++ {
-			out := []byte("reply-" + strconv.Itoa(i))
-			if err := s.SendMsg(&out); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-}
+func liveGRPCServer() *grpc.Server { return grpcpeer.NewServer(nil) }
 
 func selfSigned(t *testing.T, name string) tls.Certificate {
 	t.Helper()
@@ -176,11 +136,10 @@ func TestLiveProtocols(t *testing.T) {
 	h2c.CloseIdleConnections()
 
 	// gRPC: unary, an error status, and a bidirectional stream.
-	gc, err := grpc.NewClient("passthrough:///"+a+":9090", grpc.WithTransportCredentials(insecure.NewCredentials()),
+	gc, err := grpc.NewClient("passthrough:///"+a+":9090", append(grpcpeer.DialOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return netns.DialContext(pair.NSB)(ctx, "tcp", addr)
-		}),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(nil), grpc.CallContentSubtype("live-raw")))
+		}))...)
 	if err != nil {
 		t.Fatal(err)
 	}

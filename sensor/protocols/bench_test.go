@@ -11,10 +11,10 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/internal/connrec"
+	"github.com/apiscout/apiscout/internal/grpcpeer"
 	"github.com/apiscout/apiscout/sensor/stream"
 	"github.com/apiscout/apiscout/wire"
 )
@@ -33,17 +33,10 @@ func record(b *testing.B, kind string) []connrec.Chunk {
 	body := bytes.Repeat([]byte(`{"id":123,"name":"widget","price":12.5},`), 20)
 	switch kind {
 	case "grpc":
-		srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, s grpc.ServerStream) error {
-			var in []byte
-			if err := s.RecvMsg(&in); err != nil {
-				return err
-			}
-			return s.SendMsg(&body)
-		}))
+		srv := grpcpeer.NewServer(body)
 		go srv.Serve(ln)
 		defer srv.Stop()
-		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(nil), grpc.CallContentSubtype("raw")))
+		conn, err := grpc.NewClient(ln.Addr().String(), grpcpeer.DialOptions()...)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,70 +3,31 @@ package protocols
 import (
 	"context"
 	"fmt"
-	"io"
-	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
 	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/internal/connrec"
+	"github.com/apiscout/apiscout/internal/grpcpeer"
 	"github.com/apiscout/apiscout/sensor/stream"
 	"github.com/apiscout/apiscout/wire"
 )
-
-// rawCodec lets a real grpc-go server and client exchange opaque bytes,
-// so the test needs no generated stubs.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(b []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), b...)
-	return nil
-}
-func (rawCodec) Name() string { return "raw" }
-
-func init() { encoding.RegisterCodec(rawCodec{}) }
 
 func TestRealGRPC(t *testing.T) {
 	ln, err := connrec.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, s grpc.ServerStream) error {
-		method, _ := grpc.MethodFromServerStream(s)
-		n := 0
-		for {
-			var in []byte
-			if err := s.RecvMsg(&in); err == io.EOF {
-				break
-			} else if err != nil {
-				return err
-			}
-			n++
-		}
-		if method == "/shop.v1.Catalog/Missing" {
-			return status.Error(codes.NotFound, "no such item")
-		}
-		for i := 0; i < n; i++ {
-			out := []byte("reply-" + strconv.Itoa(i))
-			if err := s.SendMsg(&out); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	srv := grpcpeer.NewServer(nil)
 	go srv.Serve(ln)
 	defer srv.Stop()
 
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(nil), grpc.CallContentSubtype("raw")))
+	conn, err := grpc.NewClient(ln.Addr().String(), grpcpeer.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
