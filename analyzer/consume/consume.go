@@ -68,7 +68,8 @@ const (
 
 // Options size the batches and the memory of the consumer.
 type Options struct {
-	// MaxBatch records per Handle call (default 5000).
+	// MaxBatch Kafka records per Handle call (default 5000); a pack of
+	// transactions counts once.
 	MaxBatch int
 	// MaxWait before a partial batch is handed over (default 500 ms).
 	MaxWait time.Duration

@@ -202,7 +202,7 @@ func TestConsumerRestartLosesNothing(t *testing.T) {
 	p.Close()
 	// First analyzer: applies some batches, then "crashes" on one.
 	first := &failing{collector: newCollector(), failAfter: 2}
-	c1, _ := consume.New(cfg, consume.Options{MaxBatch: 300, MaxWait: 100 * time.Millisecond}, zap.NewNop(), nil)
+	c1, _ := consume.New(cfg, consume.Options{MaxBatch: 1, MaxWait: 100 * time.Millisecond}, zap.NewNop(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err := c1.Run(ctx, first)
 	cancel()

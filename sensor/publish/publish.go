@@ -299,7 +299,8 @@ func (p *Producer) Write(ctx context.Context, recs []*wire.Transaction) error {
 	for _, tx := range recs {
 		est += 160 + len(tx.RequestBody) + len(tx.ResponseBody) + 40*(len(tx.RequestHeaders)+len(tx.ResponseHeaders))
 	}
-	arena := make([]byte, 0, est)
+	ar := getArena(est)
+	arena := ar.buf
 	var spans []span
 	if p.cfg.PackBytes > 0 {
 		arena, spans = p.packed(arena, recs)
@@ -332,7 +333,7 @@ func (p *Producer) Write(ctx context.Context, recs []*wire.Transaction) error {
 		h := hdrs[3*i : 3*i+3 : 3*i+3]
 		h[0], h[1] = schemaHeader, ct
 		h[2] = kafka.Header{Key: wire.HeaderOrigin, Value: arena[s.org:end:end]}
-		msgs = append(msgs, kafka.Message{Key: arena[s.key:s.val:s.val], Value: arena[s.val:s.org:s.org], Headers: h, Time: now})
+		msgs = append(msgs, kafka.Message{Key: arena[s.key:s.val:s.val], Value: arena[s.val:s.org:s.org], Headers: h, Time: now, WriterData: ar})
 		size += int64(s.org - s.key)
 	}
 	var lost error
@@ -340,10 +341,45 @@ func (p *Producer) Write(ctx context.Context, recs []*wire.Transaction) error {
 		p.m.dropped.WithLabelValues(DropTooLarge).Add(float64(tooLarge))
 		lost = fmt.Errorf("kafka: %d records over kafka.batch_bytes (%d) dropped", tooLarge, p.cfg.BatchBytes)
 	}
+	ar.buf = arena
+	ar.refs.Store(int32(len(msgs)))
 	if len(msgs) == 0 {
+		arenas.Put(ar)
 		return lost
 	}
 	return errors.Join(lost, p.send(ctx, msgs, size))
+}
+
+// arena is the buffer of one Write's records, reused once Kafka has
+// acknowledged every one of them (or they were spooled or counted lost):
+// a fresh buffer of megabytes per call would be zeroed and faulted in each
+// time. kafka-go carries it to the completion callback in WriterData.
+type arena struct {
+	buf  []byte
+	refs atomic.Int32 // records not yet done with
+}
+
+var arenas sync.Pool
+
+func getArena(size int) *arena {
+	if a, ok := arenas.Get().(*arena); ok && cap(a.buf) >= size {
+		a.buf = a.buf[:0]
+		return a
+	}
+	return &arena{buf: make([]byte, 0, size)}
+}
+
+// release marks msgs done with: their bytes are acknowledged, spooled
+// (copied) or lost; an arena goes back to the pool with its last record.
+func release(msgs []kafka.Message) {
+	for i := range msgs {
+		if a, ok := msgs[i].WriterData.(*arena); ok {
+			msgs[i].WriterData = nil
+			if a.refs.Add(-1) == 0 {
+				arenas.Put(a)
+			}
+		}
+	}
 }
 
 // span locates one Kafka record's key, value and origin in the arena.
@@ -432,7 +468,9 @@ func (p *Producer) send(ctx context.Context, msgs []kafka.Message, size int64) e
 			p.divert = true
 		}
 		if p.divert {
-			return errors.Join(lost, p.toSpool(msgs))
+			err := p.toSpool(msgs)
+			release(msgs)
+			return errors.Join(lost, err)
 		}
 	} else {
 		for p.inflight+size > p.cfg.MaxInflightBytes && p.inflight > 0 && ctx.Err() == nil {
@@ -446,7 +484,9 @@ func (p *Producer) send(ctx context.Context, msgs []kafka.Message, size int64) e
 	if err != nil {
 		p.inflight -= size
 		p.m.errors.Inc()
-		return errors.Join(lost, p.failed(msgs, err))
+		err = p.failed(msgs, err)
+		release(msgs)
+		return errors.Join(lost, err)
 	}
 	return lost
 }
@@ -461,6 +501,7 @@ func (p *Producer) completed(msgs []kafka.Message, err error) {
 	defer p.mu.Unlock()
 	p.inflight -= size
 	p.room.Broadcast()
+	defer release(msgs)
 	if err != nil {
 		p.m.errors.Inc()
 		p.failed(msgs, err) // its error is counted and kept in lostErr
