@@ -290,3 +290,17 @@ func FuzzWalkPack(f *testing.F) {
 		})
 	})
 }
+
+func FuzzDecodeHeartbeat(f *testing.F) {
+	f.Add(AppendHeartbeat(nil, &Heartbeat{SensorID: "s", Seq: 3, Dropped: map[string]uint64{"a": 1}, Mirrors: []Mirror{{VNI: 1}}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var hb Heartbeat
+		if err := DecodeHeartbeat(b, &hb); err != nil {
+			return
+		}
+		var again Heartbeat
+		if err := DecodeHeartbeat(AppendHeartbeat(nil, &hb), &again); err != nil {
+			t.Fatalf("re-encoding a decoded heartbeat fails: %v", err)
+		}
+	})
+}

@@ -478,7 +478,9 @@ func (p *Producer) send(ctx context.Context, msgs []kafka.Message, size int64) e
 		}
 	}
 	p.inflight += size
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// The hand-over outlives a cancelled caller: a sensor shutting down
+	// writes its last batch with the context that told it to stop.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	err := p.w.WriteMessages(wctx, msgs...) // asynchronous: fails only before batching
 	cancel()
 	if err != nil {
