@@ -7,9 +7,11 @@
 package analyzer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -62,6 +64,25 @@ type Engine struct {
 	m        *metrics
 	// last is the endpoint of the latest Process call (see LastCall).
 	last lastCall
+	// Scratch space reused by Process (one goroutine).
+	key  []byte
+	call inventory.Call
+	// addrNames caches client addresses rendered as identities.
+	addrNames map[netip.Addr]string
+}
+
+// addrName renders a client address once: the same clients call again
+// and again, and rendering allocates.
+func (e *Engine) addrName(a netip.Addr) string {
+	if s, ok := e.addrNames[a]; ok {
+		return s
+	}
+	if e.addrNames == nil || len(e.addrNames) >= 1<<16 {
+		e.addrNames = map[netip.Addr]string{}
+	}
+	s := a.String()
+	e.addrNames[a] = s
+	return s
 }
 
 type lastCall struct {
@@ -76,7 +97,7 @@ type service struct {
 	endpoints  map[string]*inventory.EndpointState
 	ops        map[string]*opRef // "METHOD /template" of the bound spec
 	spec       *spec.Spec
-	addrs      map[string]bool
+	addrs      map[netip.Addr]struct{}
 	mirrors    map[string]bool
 	first      time.Time
 	last       time.Time
@@ -149,7 +170,7 @@ func (e *Engine) service(host string, t time.Time) *service {
 		return nil
 	}
 	s := &service{host: host, tree: template.NewTree(template.Options{MaxNodes: 4 * max(e.cfg.MaxEndpointsPerService, 1)}),
-		endpoints: map[string]*inventory.EndpointState{}, ops: map[string]*opRef{}, addrs: map[string]bool{},
+		endpoints: map[string]*inventory.EndpointState{}, ops: map[string]*opRef{}, addrs: map[netip.Addr]struct{}{},
 		mirrors: map[string]bool{}, first: t, last: t}
 	for _, p := range e.cfg.Templates {
 		if _, path, ok := strings.Cut(p, " "); ok && strings.HasPrefix(path, "/") {
@@ -238,8 +259,8 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	if t.After(s.last) {
 		s.last = t
 	}
-	if len(s.addrs) < 16 {
-		s.addrs[tx.Server.Addr().String()] = true
+	if a := tx.Server.Addr(); len(s.addrs) < 16 {
+		s.addrs[a] = struct{}{}
 	}
 	if !tx.Mirror.Empty() && len(s.mirrors) < 16 {
 		s.mirrors[mirrorName(tx.Mirror)] = true
@@ -261,10 +282,13 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	if op != "" {
 		tmpl += "#" + op
 	}
-	key := method + " " + tmpl
-	ep := s.endpoints[key]
+	// The key is built in a reused buffer: a map lookup by string(bytes)
+	// does not allocate, and most calls find their endpoint.
+	e.key = append(append(append(e.key[:0], method...), ' '), tmpl...)
+	ep := s.endpoints[string(e.key)]
 	newEP := false
 	if ep == nil {
+		key := string(e.key)
 		if e.cfg.MaxEndpointsPerService > 0 && len(s.endpoints) >= e.cfg.MaxEndpointsPerService {
 			e.m.evicted.WithLabelValues("endpoint").Inc()
 			s.evicted++
@@ -283,8 +307,8 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 
 	auth := e.readAuth(tx)
-	call := &inventory.Call{Time: t, Status: tx.Status, ContentType: tx.ResponseContentType, Auth: auth.Kind,
-		Params: map[string]string{}, Sensitive: map[string]string{},
+	call := &e.call
+	*call = inventory.Call{Time: t, Status: tx.Status, ContentType: tx.ResponseContentType, Auth: auth.Kind,
 		Gap: tx.Flags.Has(wire.FlagGap), Truncated: tx.Flags.Has(wire.FlagRequestTruncated) || tx.Flags.Has(wire.FlagResponseTruncated),
 		NoResponse: tx.Flags.Has(wire.FlagNoResponse)}
 	if !tx.ResponseStart.IsZero() && !tx.RequestEnd.IsZero() {
@@ -292,11 +316,17 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 	identity := auth.Identity
 	if identity == "" {
-		identity = tx.Client.Addr().String()
+		identity = e.addrName(tx.Client.Addr())
 	}
 	call.Client = identity
-	for k, kind := range m.Kinds {
-		call.Params[k] = kind.String()
+	known := ep.ParamKinds()
+	for _, p := range m.Params {
+		if k := p.Kind.String(); known[p.Name] != k {
+			if call.Params == nil {
+				call.Params = map[string]string{}
+			}
+			call.Params[p.Name] = k
+		}
 	}
 	if alg, ok := auth.JWTHeader["alg"].(string); ok {
 		call.JWTAlg = alg
@@ -305,7 +335,7 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 		call.JWTIssuer = iss
 	}
 	if tx.Query != "" {
-		call.Query = queryTypes(tx.Query)
+		noteQuery(ep, tx.Query)
 	}
 	var reqSens, respSens []string
 	var respIDs []string
@@ -318,6 +348,9 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	} else if rb, ok := classify.ReadJSON(tx.RequestBody); ok {
 		call.ReqFields = rb.Fields
 		for _, f := range rb.Sensitive {
+			if call.Sensitive == nil {
+				call.Sensitive = map[string]string{}
+			}
 			call.Sensitive["request:"+f.Path] = f.Class
 		}
 		reqSens = classify.Classes(rb.Sensitive)
@@ -327,6 +360,9 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	} else if rb, ok := classify.ReadJSON(tx.ResponseBody); ok {
 		call.RespFields = rb.Fields
 		for _, f := range rb.Sensitive {
+			if call.Sensitive == nil {
+				call.Sensitive = map[string]string{}
+			}
 			call.Sensitive["response:"+f.Path] = f.Class
 		}
 		respSens = classify.Classes(rb.Sensitive)
@@ -340,7 +376,7 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 	obs := &inventory.Observation{
 		Tx: tx, Time: t, Service: host, Method: method, Path: tmpl, Classification: ep.Classification,
-		NewEndpoint: newEP, PathParams: m.Params, Identity: identity, Principal: auth.Principal(), Roles: auth.Roles(),
+		NewEndpoint: newEP, PathParams: m.Values(), Identity: identity, Principal: auth.Principal(), Roles: auth.Roles(),
 		Auth: auth.Kind, LoginLike: loginLike(method, path),
 		RequestSensitive: reqSens, ResponseSensitive: respSens, NewFields: newFields, ResponseIDs: respIDs,
 	}
@@ -376,7 +412,7 @@ func (e *Engine) operation(tx *wire.Transaction) (method, path, op, proto string
 	if path == "" {
 		path = "/"
 	}
-	if method == "POST" && len(tx.RequestBody) > 0 && tx.RequestBody[0] == '{' {
+	if method == "POST" && len(tx.RequestBody) > 0 && tx.RequestBody[0] == '{' && maybeRPC(path, tx.RequestBody) {
 		var body struct {
 			OperationName string          `json:"operationName"`
 			Query         string          `json:"query"`
@@ -417,6 +453,12 @@ func (e *Engine) operation(tx *wire.Transaction) (method, path, op, proto string
 	return method, path, "", proto
 }
 
+// maybeRPC tells cheaply whether a JSON body may be a GraphQL query or a
+// JSON-RPC (MCP) call, before it is decoded for its operation.
+func maybeRPC(path string, body []byte) bool {
+	return bytes.Contains(body, []byte(`"jsonrpc"`)) || (strings.Contains(path, "graphql") && bytes.Contains(body, []byte(`"query"`)))
+}
+
 var gqlRE = regexp.MustCompile(`^\s*(query|mutation|subscription)\s*([A-Za-z_][A-Za-z0-9_]*)?`)
 
 func graphqlOp(q string) string {
@@ -440,32 +482,45 @@ func loginLike(method, path string) bool {
 	return false
 }
 
-func queryTypes(q string) map[string]string {
-	vals, err := url.ParseQuery(q)
-	if err != nil {
-		return nil
-	}
-	out := map[string]string{}
-	for k, vs := range vals {
-		t := "string"
-		if len(vs) > 0 {
-			switch template.Classify(vs[0]) {
-			case template.Int:
-				t = "integer"
-			case template.UUID:
-				t = "uuid"
-			case template.Date:
-				t = "date"
-			case template.Email:
-				t = "email"
+// noteQuery counts each query parameter's presence on the endpoint and
+// learns its type, without allocating for names already known.
+func noteQuery(ep *inventory.EndpointState, q string) {
+	for n := 0; q != "" && n < 64; n++ {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(k, "%+") {
+			if u, err := url.QueryUnescape(k); err == nil {
+				k = u
 			}
 		}
-		out[k] = t
-		if len(out) >= 32 {
-			break
+		if k == "" {
+			continue
 		}
+		if strings.ContainsAny(v, "%+") {
+			if u, err := url.QueryUnescape(v); err == nil {
+				v = u
+			}
+		}
+		ep.NoteQuery(k, queryType(v))
 	}
-	return out
+}
+
+func queryType(v string) string {
+	switch template.Classify(v) {
+	case template.Int:
+		return "integer"
+	case template.UUID:
+		return "uuid"
+	case template.Date:
+		return "date"
+	case template.Email:
+		return "email"
+	}
+	if v == "true" || v == "false" {
+		return "boolean"
+	}
+	return "string"
 }
 
 // regroup merges endpoints whose templates a promotion generalised.
@@ -563,7 +618,7 @@ func (e *Engine) Services() []inventory.Service {
 	for _, h := range hosts {
 		s := e.services[h]
 		svc := inventory.Service{Host: h, FirstSeen: s.first, LastSeen: s.last, Calls: s.calls,
-			Addresses: sortedSet(s.addrs), Mirrors: sortedSet(s.mirrors)}
+			Addresses: sortedAddrs(s.addrs), Mirrors: sortedSet(s.mirrors)}
 		if s.spec != nil {
 			svc.Spec = s.spec.File
 		}
@@ -591,6 +646,15 @@ func (e *Engine) Services() []inventory.Service {
 		}
 		out = append(out, svc)
 	}
+	return out
+}
+
+func sortedAddrs(m map[netip.Addr]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for a := range m {
+		out = append(out, a.String())
+	}
+	sort.Strings(out)
 	return out
 }
 

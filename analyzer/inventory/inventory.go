@@ -11,17 +11,20 @@ import (
 // Detail is what the inventory knows of an endpoint beyond the core
 // fields; it travels as Endpoint.Detail.
 type Detail struct {
-	Statuses        map[string]int64  `json:"statuses"`
-	ContentTypes    []string          `json:"content_types,omitempty"`
-	Query           map[string]string `json:"query,omitempty"`       // name → type
-	PathParams      map[string]string `json:"path_params,omitempty"` // name → kind of values
-	RequestFields   map[string]string `json:"request_fields,omitempty"`
-	ResponseFields  map[string]string `json:"response_fields,omitempty"`
-	SensitiveFields map[string]string `json:"sensitive_fields,omitempty"` // JSON path → class
-	Clients         int               `json:"clients"`
-	LatencyP50Ms    float64           `json:"latency_p50_ms"`
-	LatencyP95Ms    float64           `json:"latency_p95_ms"`
-	LatencyP99Ms    float64           `json:"latency_p99_ms"`
+	Statuses     map[string]int64  `json:"statuses"`
+	ContentTypes []string          `json:"content_types,omitempty"`
+	Query        map[string]string `json:"query,omitempty"` // name → type
+	// QueryPresence is the share of calls that carried each query
+	// parameter (1: always, so it is likely required).
+	QueryPresence   map[string]float64 `json:"query_presence,omitempty"`
+	PathParams      map[string]string  `json:"path_params,omitempty"` // name → kind of values
+	RequestFields   map[string]string  `json:"request_fields,omitempty"`
+	ResponseFields  map[string]string  `json:"response_fields,omitempty"`
+	SensitiveFields map[string]string  `json:"sensitive_fields,omitempty"` // JSON path → class
+	Clients         int                `json:"clients"`
+	LatencyP50Ms    float64            `json:"latency_p50_ms"`
+	LatencyP95Ms    float64            `json:"latency_p95_ms"`
+	LatencyP99Ms    float64            `json:"latency_p99_ms"`
 	// Completeness: share of calls seen whole (no gap, not truncated,
 	// answered), so nobody trusts a picture more than the capture allows.
 	Completeness float64          `json:"completeness"`
@@ -51,6 +54,7 @@ type EndpointState struct {
 	sensitive           map[string]bool
 	sensFields          map[string]string
 	query               map[string]string
+	queryCount          map[string]int64
 	params              map[string]string
 	reqFields           map[string]string
 	respFields          map[string]string
@@ -77,7 +81,7 @@ func NewEndpointState(service, method, path, protocol string, t time.Time) *Endp
 	return &EndpointState{
 		Endpoint: Endpoint{Service: service, Method: method, Path: path, Protocol: protocol, FirstSeen: t, LastSeen: t},
 		statuses: map[int]int64{}, ctypes: map[string]bool{}, auth: map[string]bool{}, sensitive: map[string]bool{},
-		sensFields: map[string]string{}, query: map[string]string{}, params: map[string]string{},
+		sensFields: map[string]string{}, query: map[string]string{}, queryCount: map[string]int64{}, params: map[string]string{},
 		reqFields: map[string]string{}, respFields: map[string]string{}, clients: map[string]struct{}{},
 		latency: sk, jwtAlgs: map[string]bool{}, jwtIss: map[string]bool{},
 	}
@@ -184,7 +188,7 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 			found = found || x == c.Example
 		}
 		if !found {
-			e.examples = append(e.examples, c.Example)
+			e.examples = append(e.examples, strings.Clone(c.Example))
 		}
 	}
 	if c.JWTAlg != "" && len(e.jwtAlgs) < 8 {
@@ -195,6 +199,30 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 	}
 	sort.Strings(newFields)
 	return newFields
+}
+
+// maxQuery bounds the query parameter names kept per endpoint (junk
+// names from scanners would grow it without end).
+const maxQuery = 64
+
+// NoteQuery counts one call's query parameter and learns its type; a
+// parameter seen with different types becomes a string.
+func (e *EndpointState) NoteQuery(name, typ string) {
+	if n, ok := e.queryCount[name]; ok {
+		e.queryCount[name] = n + 1
+		if old := e.query[name]; old != typ && old != "string" {
+			e.query[name] = "string"
+			e.Changed = true
+		}
+		return
+	}
+	if len(e.queryCount) >= maxQuery {
+		return
+	}
+	name = strings.Clone(name) // kept: must not pin the transaction
+	e.queryCount[name] = 1
+	e.query[name] = typ
+	e.Changed = true
 }
 
 // Merge folds o (an endpoint whose template was generalised) into e.
@@ -219,6 +247,9 @@ func (e *EndpointState) Merge(o *EndpointState) {
 		for k, v := range m.b {
 			m.a[k] = v
 		}
+	}
+	for k, n := range o.queryCount {
+		e.queryCount[k] += n
 	}
 	for k := range o.clients {
 		if len(e.clients) < maxClients {
@@ -279,6 +310,12 @@ func (e *EndpointState) Snapshot() Endpoint {
 		Clients: len(e.clients), Gaps: e.gaps, Truncated: e.trunc, NoResponse: e.noResp,
 		Template: TemplateEvidence{Source: e.source, Confidence: confidence(e), Examples: append([]string(nil), e.examples...)},
 		Spec:     e.specName, Deprecated: e.deprecated, JWTAlgs: keys(e.jwtAlgs), JWTIssuers: keys(e.jwtIss)}
+	if e.Calls > 0 && len(e.queryCount) > 0 {
+		d.QueryPresence = make(map[string]float64, len(e.queryCount))
+		for k, n := range e.queryCount {
+			d.QueryPresence[k] = round(min(1, float64(n)/float64(e.Calls)))
+		}
+	}
 	if e.Calls > 0 {
 		bad := e.gaps + e.trunc + e.noResp
 		d.Completeness = 1 - min(1, float64(bad)/float64(e.Calls))

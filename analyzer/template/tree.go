@@ -51,6 +51,10 @@ type node struct {
 	// (0: not one length): random tokens come in one length, so a value
 	// of that length that happens to look like a word is one of them.
 	valLen int
+	// tmpl caches the template of the path ending here, valid while gen
+	// equals the tree's Promotions.
+	tmpl string
+	gen  int
 }
 
 // Tree holds one service's templates.
@@ -61,8 +65,10 @@ type Tree struct {
 	// Pinned templates (spec operations, operator pins) are matched first.
 	pinned []pinned
 	// Promotions counts positions turned into parameters, for the
-	// evidence of templates.
+	// evidence of templates; it is also the generation of cached
+	// templates.
 	Promotions int
+	params     []Param
 }
 
 type pinned struct {
@@ -106,51 +112,114 @@ func split(p string) []string {
 	return strings.Split(p, "/")
 }
 
+// Param is one parameter of a matched path.
+type Param struct {
+	Name, Value string
+	// Kind of the value (Literal for free-form names and slugs).
+	Kind Kind
+}
+
 // Match is the template a path belongs to.
 type Match struct {
 	Template string
-	Params   map[string]string
+	// Params in path order. The slice is the tree's scratch space: it is
+	// valid until the next Observe or MatchPinned (one goroutine owns a
+	// tree, and the hot path must not allocate per call).
+	Params []Param
 	// Pinned is true when a spec or operator template matched.
 	Pinned bool
-	// Kinds of the parameter values, for the evidence.
-	Kinds map[string]Kind
+}
+
+// Values copies the parameters into a map (name → value).
+func (m Match) Values() map[string]string {
+	if len(m.Params) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m.Params))
+	for _, p := range m.Params {
+		out[p.Name] = p.Value
+	}
+	return out
+}
+
+// Param returns the value of the named parameter.
+func (m Match) Param(name string) (string, bool) {
+	for _, p := range m.Params {
+		if p.Name == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// maxSegs bounds the segments walked without allocating; longer paths
+// still work, through an allocated slice.
+const maxSegs = 32
+
+// appendSegs splits path like split, into substrings of path.
+func appendSegs(dst []string, p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return dst
+	}
+	for {
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			return append(dst, p)
+		}
+		dst = append(dst, p[:i])
+		p = p[i+1:]
+	}
 }
 
 // MatchPinned matches path against the pinned templates only.
 func (t *Tree) MatchPinned(path string) (Match, bool) {
-	segs := split(path)
+	if len(t.pinned) == 0 {
+		return Match{}, false
+	}
+	var buf [maxSegs]string
+	return t.matchPinned(appendSegs(buf[:0], path))
+}
+
+func (t *Tree) matchPinned(segs []string) (Match, bool) {
 outer:
-	for _, p := range t.pinned {
+	for i := range t.pinned {
+		p := &t.pinned[i]
 		if len(p.segs) != len(segs) {
 			continue
 		}
-		params := map[string]string{}
-		for i, s := range p.segs {
-			if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
-				params[s[1:len(s)-1]] = segs[i]
-				continue
-			}
-			if s != segs[i] {
+		for j, s := range p.segs {
+			if !isParam(s) && s != segs[j] {
 				continue outer
 			}
 		}
-		return Match{Template: p.template, Params: params, Pinned: true}, true
+		t.params = t.params[:0]
+		for j, s := range p.segs {
+			if isParam(s) {
+				t.params = append(t.params, Param{Name: s[1 : len(s)-1], Value: segs[j], Kind: Classify(segs[j])})
+			}
+		}
+		return Match{Template: p.template, Params: t.params, Pinned: true}, true
 	}
 	return Match{}, false
 }
 
+func isParam(s string) bool { return len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' }
+
 // Observe learns from one path and returns its template.
 func (t *Tree) Observe(path string) Match {
-	if m, ok := t.MatchPinned(path); ok {
-		return m
+	var buf [maxSegs]string
+	segs := appendSegs(buf[:0], path)
+	if len(t.pinned) > 0 {
+		if m, ok := t.matchPinned(segs); ok {
+			return m
+		}
 	}
-	segs := split(path)
 	n := t.root
 	n.calls++
-	var out []string
-	params := map[string]string{}
-	kinds := map[string]Kind{}
-	taken := map[string]bool{}
+	var outBuf [maxSegs]*node
+	out := outBuf[:0]
+	t.params = t.params[:0]
 	prev := ""
 	for _, s := range segs {
 		k := Classify(s)
@@ -162,47 +231,39 @@ func (t *Tree) Observe(path string) Match {
 				n = c // a stable literal sibling kept beside the parameter
 			} else {
 				n = n.param
-				params[n.name] = s
-				kinds[n.name] = k
+				t.params = append(t.params, Param{Name: n.name, Value: s, Kind: k})
 				n.noteLen(s)
 			}
 		} else if k != Literal || t.nodes >= t.o.MaxNodes {
 			if n.param == nil {
-				n.param = &node{children: map[string]*node{}, name: ParamName(prev, taken), paramKind: k}
+				n.param = &node{children: map[string]*node{}, name: ParamName(prev, t.taken()), paramKind: k}
 				t.nodes++
 			}
 			n = n.param
-			params[n.name] = s
-			kinds[n.name] = k
+			t.params = append(t.params, Param{Name: n.name, Value: s, Kind: k})
 			n.noteLen(s)
 		} else {
 			c := n.children[s]
 			if c == nil {
+				s = strings.Clone(s) // kept: must not pin the caller's buffer
 				c = &node{seg: s, children: map[string]*node{}}
 				n.children[s] = c
 				t.nodes++
-				t.maybePromote(n, prev, taken)
+				t.maybePromote(n, prev)
 				if n.promoted {
 					// This very value may have just been merged.
 					if c2, ok := n.children[s]; ok {
 						c = c2
 					} else {
 						c = n.param
-						params[c.name] = s
-						kinds[c.name] = k
+						t.params = append(t.params, Param{Name: c.name, Value: s, Kind: k})
 					}
 				}
 			}
 			n = c
 		}
 		n.calls++
-		if n.seg == "" {
-			out = append(out, "{"+n.name+"}")
-			taken[n.name] = true
-		} else {
-			out = append(out, n.seg)
-		}
-		prev = s
+		out = append(out, n)
 		if n.seg != "" {
 			prev = n.seg
 		} else {
@@ -210,7 +271,44 @@ func (t *Tree) Observe(path string) Match {
 		}
 	}
 	n.end = true
-	return Match{Template: "/" + strings.Join(out, "/"), Params: params, Kinds: kinds}
+	return Match{Template: t.template(n, out), Params: t.params}
+}
+
+// taken lists the parameter names already used on the current path.
+func (t *Tree) taken() map[string]bool {
+	if len(t.params) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(t.params))
+	for _, p := range t.params {
+		m[p.Name] = true
+	}
+	return m
+}
+
+// template renders the path of nodes, cached on its last node: a node's
+// ancestry only changes when a position is promoted, which bumps the
+// tree's generation.
+func (t *Tree) template(end *node, path []*node) string {
+	if end.tmpl != "" && end.gen == t.Promotions {
+		return end.tmpl
+	}
+	var b strings.Builder
+	for _, n := range path {
+		b.WriteByte('/')
+		if n.seg != "" {
+			b.WriteString(n.seg)
+		} else {
+			b.WriteByte('{')
+			b.WriteString(n.name)
+			b.WriteByte('}')
+		}
+	}
+	if len(path) == 0 {
+		b.WriteByte('/')
+	}
+	end.tmpl, end.gen = b.String(), t.Promotions
+	return end.tmpl
 }
 
 func (n *node) noteLen(s string) {
@@ -225,7 +323,7 @@ func (n *node) noteLen(s string) {
 // maybePromote turns a position whose literal values keep multiplying into
 // a parameter. Literal siblings that carry a stable share of the calls
 // stay (the /users/me case).
-func (t *Tree) maybePromote(n *node, prev string, taken map[string]bool) {
+func (t *Tree) maybePromote(n *node, prev string) {
 	if n.promoted || len(n.children) < t.o.MinDistinct {
 		return
 	}
@@ -237,7 +335,7 @@ func (t *Tree) maybePromote(n *node, prev string, taken map[string]bool) {
 		return
 	}
 	if n.param == nil {
-		n.param = &node{children: map[string]*node{}, name: ParamName(prev, taken), paramKind: Literal}
+		n.param = &node{children: map[string]*node{}, name: ParamName(prev, t.taken()), paramKind: Literal}
 		t.nodes++
 	}
 	n.promoted = true
