@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -42,10 +44,13 @@ line; records that cannot be decoded are printed with their error.
 				if err != nil {
 					return fmt.Errorf("kafka %s: %w", cfg.Kafka.Brokers[0], err)
 				}
-				parts, err := conn.ReadPartitions(cfg.Kafka.Topic)
+				parts, err := kafkaconf.TopicPartitions(conn, cfg.Kafka.Topic)
 				conn.Close()
 				if err != nil {
 					return fmt.Errorf("topic %s: %w", cfg.Kafka.Topic, err)
+				}
+				if len(parts) == 0 {
+					return fmt.Errorf("topic %s does not exist on %s", cfg.Kafka.Topic, cfg.Kafka.Brokers[0])
 				}
 				ctx, cancel := context.WithCancel(cmd.Context())
 				defer cancel()
@@ -95,9 +100,91 @@ line; records that cannot be decoded are printed with their error.
 		tail.Flags().IntVarP(&n, "number", "n", 0, "stop after this many records (0: follow)")
 		tail.Flags().BoolVar(&fromStart, "from-beginning", false, "start at the oldest record instead of the newest")
 		bindConfig(tail, "kafka")
-		c.AddCommand(tail)
+		c.AddCommand(tail, topicsCmd())
 		return c
 	})
+}
+
+// topicsCmd lists the topics with their partitions and record counts, and
+// creates apiscout's when asked.
+func topicsCmd() *cobra.Command {
+	var create bool
+	cmd := &cobra.Command{
+		Use:   "topics",
+		Short: "List the broker's topics (partitions, records held); --create makes apiscout's",
+		Long: `Lists every topic but Kafka's internal ones, with its partition count and
+the records its partitions hold (end offset minus start offset), one line
+each. With --create, kafka.topic and kafka.dead_letter_topic are created
+first with kafka.partitions partitions when missing.
+
+  apiscout kafka topics --kafka.brokers 127.0.0.1:9092 --create`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			k := cfg.Kafka
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			if create {
+				for _, t := range []string{k.Topic, k.DeadLetterTopic} {
+					if err := kafkaconf.EnsureTopic(ctx, k, t); err != nil {
+						return fmt.Errorf("create %s: %w", t, err)
+					}
+				}
+			}
+			dialer, err := kafkaconf.Dialer(k, "apiscout-topics")
+			if err != nil {
+				return err
+			}
+			conn, err := dialer.DialContext(ctx, "tcp", k.Brokers[0])
+			if err != nil {
+				return fmt.Errorf("kafka %s: %w", k.Brokers[0], err)
+			}
+			parts, err := conn.ReadPartitions()
+			conn.Close()
+			if err != nil {
+				return fmt.Errorf("kafka %s: partitions: %w", k.Brokers[0], err)
+			}
+			byTopic := map[string][]kafka.OffsetRequest{}
+			for _, p := range parts {
+				if strings.HasPrefix(p.Topic, "__") {
+					continue
+				}
+				byTopic[p.Topic] = append(byTopic[p.Topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+			}
+			tr, err := kafkaconf.Transport(k, "apiscout-topics")
+			if err != nil {
+				return err
+			}
+			client := &kafka.Client{Addr: kafka.TCP(k.Brokers...), Transport: tr, Timeout: 10 * time.Second}
+			res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: byTopic})
+			if err != nil {
+				return fmt.Errorf("kafka offsets: %w", err)
+			}
+			names := make([]string, 0, len(byTopic))
+			for t := range byTopic {
+				names = append(names, t)
+			}
+			sort.Strings(names)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%-40s %10s %14s\n", "TOPIC", "PARTITIONS", "RECORDS")
+			for _, t := range names {
+				var held int64
+				for _, po := range res.Topics[t] {
+					if po.Error == nil {
+						held += po.LastOffset - po.FirstOffset
+					}
+				}
+				fmt.Fprintf(out, "%-40s %10d %14d\n", t, len(byTopic[t])/2, held)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&create, "create", false, "create kafka.topic and kafka.dead_letter_topic with kafka.partitions partitions when missing")
+	bindConfig(cmd, "kafka")
+	return cmd
 }
 
 // render gives a Kafka record's JSON form: one line per transaction (a

@@ -85,3 +85,55 @@ func TestKafkaTail(t *testing.T) {
 		})
 	}
 }
+
+// apiscout kafka topics --create makes apiscout's topics with
+// kafka.partitions partitions (not the broker's default) and lists them
+// with the records they hold.
+func TestKafkaTopics(t *testing.T) {
+	addr := kafkatest.Broker(t)
+	topic := fmt.Sprintf("test-topics-%d", time.Now().UnixNano())
+	run := func(args ...string) string {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append([]string{"kafka", "topics", "--kafka.brokers", addr, "--kafka.topic", topic,
+			"--kafka.dead_letter_topic", topic + "-dlq", "--kafka.partitions", "3"}, args...))
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	run("--create")
+	cfg := config.Default().Kafka
+	cfg.Brokers, cfg.Topic, cfg.PackBytes = []string{addr}, topic, 0
+	p, err := publish.New(cfg, "topics", zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*wire.Transaction
+	for i := 1; i <= 5; i++ {
+		recs = append(recs, &wire.Transaction{Method: "GET", Host: "h.test", Path: "/", RequestStart: time.Unix(1, 0)})
+	}
+	if err := p.Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := run()
+	for _, want := range [][]string{{topic, "3", "5"}, {topic + "-dlq", "3", "0"}} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == want[0] {
+				found = true
+				if f[1] != want[1] || f[2] != want[2] {
+					t.Errorf("%s: %v partitions and records, want %v", want[0], f[1:], want[1:])
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s not listed:\n%s", want[0], out)
+		}
+	}
+}

@@ -152,8 +152,11 @@ func ensureOnce(ctx context.Context, d *kafka.Dialer, broker, topic string, part
 		return err
 	}
 	defer conn.Close()
-	parts, err := conn.ReadPartitions(topic)
-	if err == nil && len(parts) > 0 {
+	parts, err := TopicPartitions(conn, topic)
+	if err != nil {
+		return err
+	}
+	if len(parts) > 0 {
 		for _, p := range parts {
 			if p.Leader.Host == "" {
 				return fmt.Errorf("partition %d has no leader yet", p.ID)
@@ -190,11 +193,14 @@ func Partitions(ctx context.Context, c config.KafkaConfig, topic string) ([]int,
 			last = err
 			continue
 		}
-		parts, err := conn.ReadPartitions(topic)
+		parts, err := TopicPartitions(conn, topic)
 		conn.Close()
 		if err != nil {
 			last = err
 			continue
+		}
+		if len(parts) == 0 {
+			return nil, fmt.Errorf("partitions of %s: no such topic", topic)
 		}
 		ids := make([]int, len(parts))
 		for i, p := range parts {
@@ -204,4 +210,23 @@ func Partitions(ctx context.Context, c config.KafkaConfig, topic string) ([]int,
 		return ids, nil
 	}
 	return nil, fmt.Errorf("partitions of %s: %w", topic, last)
+}
+
+// TopicPartitions reads a topic's partitions from all topics' metadata,
+// empty when it does not exist. Asking for the one topic would do: but a
+// metadata request naming a missing topic makes a broker with
+// auto.create.topics.enable create it, with the broker's partition count
+// instead of kafka.partitions, and a look must not create anything.
+func TopicPartitions(conn *kafka.Conn, topic string) ([]kafka.Partition, error) {
+	all, err := conn.ReadPartitions()
+	if err != nil {
+		return nil, err
+	}
+	var parts []kafka.Partition
+	for _, p := range all {
+		if p.Topic == topic {
+			parts = append(parts, p)
+		}
+	}
+	return parts, nil
 }
