@@ -382,8 +382,13 @@ func orRoot(p string) string {
 	return p
 }
 
-// nameClass flags fields whose names say what they hold when the value
+// NameClass flags fields whose names say what they hold when the value
 // itself was masked or is not recognisable.
+func NameClass(key string) string { return nameClass(key) }
+
+// IsIDKey tells whether a field name holds an object id (id, *_id, *Id).
+func IsIDKey(k string) bool { return isIDKey(k) }
+
 func nameClass(key string) string {
 	var buf [64]byte
 	kb := buf[:0]
