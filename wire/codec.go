@@ -281,6 +281,14 @@ func consumeField(b []byte) (num protowire.Number, typ protowire.Type, v uint64,
 
 // decodeHeaderFast decodes one Header message with strings made by str.
 func decodeHeaderFast(b []byte, str func([]byte) string) (Header, error) {
+	// The shape this package writes, name then value, each shorter than
+	// 128 bytes: read it directly, without the general field loop.
+	if len(b) >= 4 && b[0] == 1<<3|byte(protowire.BytesType) && b[1] < 0x80 {
+		n := int(b[1])
+		if v := 2 + n; v+2 <= len(b) && b[v] == 2<<3|byte(protowire.BytesType) && b[v+1] < 0x80 && v+2+int(b[v+1]) == len(b) {
+			return Header{Name: str(b[2 : 2+n]), Value: str(b[v+2:])}, nil
+		}
+	}
 	var h Header
 	for len(b) > 0 {
 		num, typ, _, raw, n, err := consumeField(b)
