@@ -24,6 +24,7 @@ import (
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/classify"
 	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/analyzer/schema"
 	"github.com/apiscout/apiscout/analyzer/spec"
 	"github.com/apiscout/apiscout/analyzer/template"
 	"github.com/apiscout/apiscout/internal/config"
@@ -67,6 +68,7 @@ type Engine struct {
 	// Scratch space reused by Process (one goroutine).
 	key  []byte
 	call inventory.Call
+	res  schema.Result
 	// addrNames caches client addresses rendered as identities.
 	addrNames map[netip.Addr]string
 }
@@ -343,30 +345,24 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	// schema, the data classes and the ids it returns are learned by then,
 	// and parsing every JSON body would cost most of the analyzer's time.
 	parse := ep.Calls < bodyAlways || ep.Calls%bodySample == 0 || tx.Status >= 400
-	if !parse {
-		// skip
-	} else if rb, ok := classify.ReadJSON(tx.RequestBody); ok {
-		call.ReqFields = rb.Fields
-		for _, f := range rb.Sensitive {
-			if call.Sensitive == nil {
-				call.Sensitive = map[string]string{}
-			}
-			call.Sensitive["request:"+f.Path] = f.Class
+	if parse && (len(tx.RequestBody) > 0 || len(tx.ResponseBody) > 0) {
+		reqSchema, respSchema := ep.Schemas()
+		res := &e.res
+		res.Reset()
+		if reqSchema.Observe(tx.RequestBody, res) {
+			call.ReqFields = changedFields(res.Changed)
+			call.Sensitive = sensitiveFields(call.Sensitive, "request:", res)
+			reqSens = res.Classes()
 		}
-		reqSens = classify.Classes(rb.Sensitive)
-	}
-	if !parse {
-		// skip
-	} else if rb, ok := classify.ReadJSON(tx.ResponseBody); ok {
-		call.RespFields = rb.Fields
-		for _, f := range rb.Sensitive {
-			if call.Sensitive == nil {
-				call.Sensitive = map[string]string{}
+		res.Reset()
+		if respSchema.Observe(tx.ResponseBody, res) {
+			call.RespFields = changedFields(res.Changed)
+			call.Sensitive = sensitiveFields(call.Sensitive, "response:", res)
+			respSens = res.Classes()
+			if len(res.IDs) > 0 && e.det != nil {
+				respIDs = append([]string(nil), res.IDs...)
 			}
-			call.Sensitive["response:"+f.Path] = f.Class
 		}
-		respSens = classify.Classes(rb.Sensitive)
-		respIDs = rb.IDs
 	}
 	call.Example = tx.Path
 	e.last = lastCall{service: host, method: method, path: tmpl, unauthenticated: auth.Kind == classify.AuthNone, ok: true}
@@ -382,6 +378,29 @@ func (e *Engine) Process(tx *wire.Transaction) []anomaly.Anomaly {
 	}
 	obs.AuthFailed = tx.Status == 401 || (tx.Status == 403 && obs.LoginLike)
 	return e.det.Observe(obs)
+}
+
+// changedFields renders the fields a body taught as the path → type map
+// the endpoint keeps (nil when nothing changed: the common case).
+func changedFields(fs []schema.Field) map[string]string {
+	if len(fs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(fs))
+	for _, f := range fs {
+		m[f.Path] = f.Type.String()
+	}
+	return m
+}
+
+func sensitiveFields(m map[string]string, prefix string, res *schema.Result) map[string]string {
+	for _, f := range res.Sensitive {
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[prefix+f.Path] = f.Class
+	}
+	return m
 }
 
 // Body sampling: every body of an endpoint's first bodyAlways calls is
@@ -695,7 +714,9 @@ func (e *Engine) Spec(host string) ([]byte, error) {
 		}
 		seen[ep.Method+" "+path] = true
 		req, resp := ep.Fields()
+		rs, ps := ep.Schemas()
 		o := spec.Observed{Method: ep.Method, Path: path, Query: ep.QueryTypes(), ReqFields: req, RespFields: resp,
+			ReqSchema: rs.Render(), RespSchema: ps.Render(),
 			Deprecated: ep.Classification == inventory.Zombie, PathTypes: map[string]string{}}
 		for name, kind := range ep.ParamKinds() {
 			switch kind {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
+
+	"github.com/apiscout/apiscout/analyzer/schema"
 )
 
 // Detail is what the inventory knows of an endpoint beyond the core
@@ -36,6 +38,9 @@ type Detail struct {
 	Deprecated   bool             `json:"deprecated,omitempty"`
 	JWTAlgs      []string         `json:"jwt_algs,omitempty"`
 	JWTIssuers   []string         `json:"jwt_issuers,omitempty"`
+	// Schemas inferred from the JSON bodies seen.
+	RequestSchema  *schema.Doc `json:"request_schema,omitempty"`
+	ResponseSchema *schema.Doc `json:"response_schema,omitempty"`
 }
 
 // TemplateEvidence says why a path template is what it is.
@@ -68,6 +73,8 @@ type EndpointState struct {
 	jwtAlgs, jwtIss     map[string]bool
 	deprecated          bool
 	specName            string
+	reqSchema           *schema.Schema
+	respSchema          *schema.Schema
 	// Changed is set by every update; the owner clears it once stored.
 	Changed bool
 }
@@ -262,6 +269,20 @@ func (e *EndpointState) Merge(o *EndpointState) {
 	e.noResp += o.noResp
 	e.unauthOK += o.unauthOK
 	e.authOK += o.authOK
+	// Schemas are trees of counts that do not merge cheaply: the busier
+	// endpoint's picture is kept.
+	if o.reqSchema != nil && (e.reqSchema == nil || o.reqSchema.Docs+o.respSchema.Docs > e.reqSchema.Docs+e.respSchema.Docs) {
+		e.reqSchema, e.respSchema = o.reqSchema, o.respSchema
+	}
+}
+
+// Schemas returns the endpoint's request and response schemas, made on
+// first use (an endpoint without JSON bodies costs nothing).
+func (e *EndpointState) Schemas() (req, resp *schema.Schema) {
+	if e.reqSchema == nil {
+		e.reqSchema, e.respSchema = schema.New(0), schema.New(0)
+	}
+	return e.reqSchema, e.respSchema
 }
 
 // SetSource records where the template comes from.
@@ -309,7 +330,8 @@ func (e *EndpointState) Snapshot() Endpoint {
 		RequestFields: copyMap(e.reqFields), ResponseFields: copyMap(e.respFields), SensitiveFields: copyMap(e.sensFields),
 		Clients: len(e.clients), Gaps: e.gaps, Truncated: e.trunc, NoResponse: e.noResp,
 		Template: TemplateEvidence{Source: e.source, Confidence: confidence(e), Examples: append([]string(nil), e.examples...)},
-		Spec:     e.specName, Deprecated: e.deprecated, JWTAlgs: keys(e.jwtAlgs), JWTIssuers: keys(e.jwtIss)}
+		Spec:     e.specName, Deprecated: e.deprecated, JWTAlgs: keys(e.jwtAlgs), JWTIssuers: keys(e.jwtIss),
+		RequestSchema: e.reqSchema.Render(), ResponseSchema: e.respSchema.Render()}
 	if e.Calls > 0 && len(e.queryCount) > 0 {
 		d.QueryPresence = make(map[string]float64, len(e.queryCount))
 		for k, n := range e.queryCount {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/apiscout/apiscout/analyzer/schema"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -19,10 +21,12 @@ type Observed struct {
 	PathTypes    map[string]string // parameter → type (integer, string) and format
 	ReqFields    map[string]string // JSON path → type
 	RespFields   map[string]string
-	ReqType      string
-	RespType     string
-	Auth         []string
-	Deprecated   bool
+	// Schemas inferred from the bodies; they win over the field maps.
+	ReqSchema, RespSchema *schema.Doc
+	ReqType    string
+	RespType   string
+	Auth       []string
+	Deprecated bool
 }
 
 // Export builds an OpenAPI 3 document of the endpoints seen for host and
@@ -59,7 +63,9 @@ func Export(host, title string, eps []Observed) ([]byte, error) {
 		for _, q := range qs {
 			op.AddParameter(openapi3.NewQueryParameter(q).WithSchema(scalar(e.Query[q])))
 		}
-		if len(e.ReqFields) > 0 {
+		if e.ReqSchema != nil {
+			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithJSONSchema(fromDoc(e.ReqSchema))}
+		} else if len(e.ReqFields) > 0 {
 			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithJSONSchema(schemaOf(e.ReqFields))}
 		}
 		op.Responses = openapi3.NewResponses()
@@ -70,7 +76,11 @@ func Export(host, title string, eps []Observed) ([]byte, error) {
 		for _, st := range statuses {
 			desc := "observed"
 			r := &openapi3.Response{Description: &desc}
-			if st < 300 && len(e.RespFields) > 0 {
+			switch {
+			case st >= 300:
+			case e.RespSchema != nil:
+				r.Content = openapi3.NewContentWithJSONSchema(fromDoc(e.RespSchema))
+			case len(e.RespFields) > 0:
 				r.Content = openapi3.NewContentWithJSONSchema(schemaOf(e.RespFields))
 			}
 			op.Responses.Set(itoa(st), &openapi3.ResponseRef{Value: r})
@@ -148,6 +158,61 @@ func scalar(t string) *openapi3.Schema {
 		return openapi3.NewStringSchema().WithFormat("email")
 	}
 	return openapi3.NewStringSchema()
+}
+
+// fromDoc converts an inferred schema; examples are the masked ones the
+// inference kept, presence below 1 becomes x-apiscout-presence.
+func fromDoc(d *schema.Doc) *openapi3.Schema {
+	var s *openapi3.Schema
+	switch d.Type {
+	case "object":
+		s = openapi3.NewObjectSchema()
+	case "array":
+		s = openapi3.NewArraySchema()
+		if d.Items != nil {
+			s.Items = openapi3.NewSchemaRef("", fromDoc(d.Items))
+		} else {
+			s.Items = openapi3.NewSchemaRef("", openapi3.NewSchema())
+		}
+	case "integer":
+		s = openapi3.NewIntegerSchema()
+	case "number":
+		s = openapi3.NewFloat64Schema()
+	case "boolean":
+		s = openapi3.NewBoolSchema()
+	case "string":
+		s = openapi3.NewStringSchema()
+		s.Format = d.Format
+		for _, v := range d.Enum {
+			s.Enum = append(s.Enum, v)
+		}
+	default: // only nulls seen
+		s = openapi3.NewSchema()
+	}
+	s.Nullable = d.Nullable && d.Type != ""
+	if d.Example != nil && d.Type != "object" && d.Type != "array" && (d.Type == "string" || d.Sensitive == "") {
+		s.Example = d.Example
+	}
+	if len(d.Properties) > 0 {
+		if s.Properties == nil {
+			s.Properties = openapi3.Schemas{}
+		}
+		for k, p := range d.Properties {
+			ps := fromDoc(p)
+			if p.Presence > 0 && p.Presence < 1 {
+				ps.Extensions = map[string]any{"x-apiscout-presence": p.Presence}
+			}
+			s.Properties[k] = openapi3.NewSchemaRef("", ps)
+		}
+		s.Required = append([]string(nil), d.Required...)
+	}
+	if d.Sensitive != "" {
+		if s.Extensions == nil {
+			s.Extensions = map[string]any{}
+		}
+		s.Extensions["x-apiscout-sensitive"] = d.Sensitive
+	}
+	return s
 }
 
 // schemaOf rebuilds a nested schema from JSON paths (/a/b, arrays /a/[]).
