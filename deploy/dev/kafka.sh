@@ -15,6 +15,9 @@
 #   KAFKA_DIR              folder (default ${TMPDIR:-/tmp}/apiscout-kafka)
 #   KAFKA_PORT             client port (default 19092)
 #   KAFKA_CONTROLLER_PORT  controller port (default 19093)
+#   KAFKA_SASL_PORT        when set, also a SASL_PLAINTEXT listener there
+#                          with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for
+#                          user apiscout, password apiscout-secret (tests)
 set -euo pipefail
 
 version=4.1.1
@@ -24,6 +27,7 @@ dir=${KAFKA_DIR:-${TMPDIR:-/tmp}/apiscout-kafka}
 port=${KAFKA_PORT:-19092}
 cport=${KAFKA_CONTROLLER_PORT:-19093}
 pidfile=$dir/kafka.pid
+sport=${KAFKA_SASL_PORT:-}
 
 fetch() {
 	if [ -f "$cache/.complete" ]; then
@@ -54,15 +58,27 @@ up() {
 	# leaves flushing to the OS. A SIGKILL (the fault tests) keeps the page
 	# cache, and an fsync per message would make the benchmark measure the
 	# disk.
+	local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+	local advertised="PLAINTEXT://127.0.0.1:$port"
+	local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+	local scram=()
+	if [ -n "$sport" ]; then
+		listeners+=",SASL_PLAINTEXT://127.0.0.1:$sport"
+		advertised+=",SASL_PLAINTEXT://127.0.0.1:$sport"
+		protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+		# SCRAM credentials live in the cluster metadata: written at format.
+		scram=(--add-scram 'SCRAM-SHA-256=[name=apiscout,password=apiscout-secret]'
+			--add-scram 'SCRAM-SHA-512=[name=apiscout,password=apiscout-secret]')
+	fi
 	cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=8
 default.replication.factor=1
@@ -74,6 +90,14 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
+	if [ -n "$sport" ]; then
+		cat >>"$dir/server.properties" <<'PROPS'
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_apiscout="apiscout-secret";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+	fi
 	cat >"$dir/log4j2.properties" <<PROPS
 rootLogger.level=INFO
 rootLogger.appenderRef.file.ref=file
@@ -89,7 +113,7 @@ PROPS
 	if [ ! -f "$dir/data/meta.properties" ]; then
 		local id
 		id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
-		"${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+		"${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 ||
 			{ echo "kafka.sh: formatting storage failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
 	fi
 	: >"$dir/server.log"

@@ -137,6 +137,9 @@ func EnsureTopic(ctx context.Context, c config.KafkaConfig, topic string) error 
 		if last = ensureOnce(ctx, d, c.Brokers[0], topic, c.Partitions); last == nil {
 			return nil
 		}
+		if errors.Is(last, kafka.SASLAuthenticationFailed) || errors.Is(last, kafka.UnsupportedSASLMechanism) {
+			return fmt.Errorf("topic %s: %w (check kafka.sasl_*)", topic, last) // retrying will not help
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("topic %s: %w (last error: %v)", topic, ctx.Err(), last)

@@ -107,12 +107,14 @@ type Private struct {
 	t    testing.TB
 }
 
-// StartPrivate starts a private broker with deploy/dev/kafka.sh.
-func StartPrivate(t testing.TB, port int) *Private {
+// StartPrivate starts a private broker with deploy/dev/kafka.sh, on port
+// (and port+1 for its controller); env adds settings of the script
+// (KAFKA_SASL_PORT=...).
+func StartPrivate(t testing.TB, port int, env ...string) *Private {
 	t.Helper()
-	p := &Private{Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, env: append(os.Environ(),
+	p := &Private{Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, env: append(append(os.Environ(),
 		"KAFKA_DIR="+filepath.Join(t.TempDir(), "kafka"),
-		"KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(port+1))}
+		"KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(port+1)), env...)}
 	p.run("up")
 	t.Cleanup(func() { p.run("down") })
 	return p
