@@ -18,6 +18,9 @@
 #   KAFKA_SASL_PORT        when set, also a SASL_PLAINTEXT listener there
 #                          with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for
 #                          user apiscout, password apiscout-secret (tests)
+#   KAFKA_SSL_PORT         when set, also an SSL listener there, serving the
+#                          PEM file KAFKA_SSL_PEM (unencrypted private key
+#                          and certificate chain)
 set -euo pipefail
 
 version=4.1.1
@@ -28,6 +31,7 @@ port=${KAFKA_PORT:-19092}
 cport=${KAFKA_CONTROLLER_PORT:-19093}
 pidfile=$dir/kafka.pid
 sport=${KAFKA_SASL_PORT:-}
+tport=${KAFKA_SSL_PORT:-}
 
 fetch() {
 	if [ -f "$cache/.complete" ]; then
@@ -70,6 +74,12 @@ up() {
 		scram=(--add-scram 'SCRAM-SHA-256=[name=apiscout,password=apiscout-secret]'
 			--add-scram 'SCRAM-SHA-512=[name=apiscout,password=apiscout-secret]')
 	fi
+	if [ -n "$tport" ]; then
+		[ -r "${KAFKA_SSL_PEM:-}" ] || { echo "kafka.sh: KAFKA_SSL_PORT needs KAFKA_SSL_PEM, a readable PEM file" >&2; exit 1; }
+		listeners+=",SSL://127.0.0.1:$tport"
+		advertised+=",SSL://127.0.0.1:$tport"
+		protocols+=",SSL:SSL"
+	fi
 	cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -96,6 +106,12 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_apiscout="apiscout-secret";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+	fi
+	if [ -n "$tport" ]; then
+		cat >>"$dir/server.properties" <<PROPS
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$KAFKA_SSL_PEM
 PROPS
 	fi
 	cat >"$dir/log4j2.properties" <<PROPS

@@ -140,6 +140,10 @@ func EnsureTopic(ctx context.Context, c config.KafkaConfig, topic string) error 
 		if errors.Is(last, kafka.SASLAuthenticationFailed) || errors.Is(last, kafka.UnsupportedSASLMechanism) {
 			return fmt.Errorf("topic %s: %w (check kafka.sasl_*)", topic, last) // retrying will not help
 		}
+		var verr *tls.CertificateVerificationError
+		if errors.As(last, &verr) {
+			return fmt.Errorf("topic %s: %w (check kafka.tls_*)", topic, last)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("topic %s: %w (last error: %v)", topic, ctx.Err(), last)
