@@ -5,6 +5,11 @@
 // headers, and is acknowledged by all in-sync replicas (kafka-go's default
 // is no acknowledgement at all, which would lose records silently).
 //
+// The transactions of one service in one Write travel packed into Kafka
+// records of about kafka.pack_bytes (content type
+// wire.ContentTypeTransactions): the cost of Kafka, in the client, the
+// broker and the consumer, is mostly per Kafka record.
+//
 // Write never waits for Kafka: records are handed to kafka-go's
 // asynchronous writer, which batches them per partition by size and time,
 // and their acknowledgements come back later. A batch that fails after
