@@ -456,3 +456,62 @@ func writeRetry(t *testing.T, w *kafka.Writer, msgs ...kafka.Message) {
 		t.Fatal(err)
 	}
 }
+
+// A new group starts at the earliest offset (every other test here reads
+// what was written before its consumer existed); with
+// kafka.start_offset=latest it reads only what comes after it joined.
+func TestStartOffsetLatest(t *testing.T) {
+	addr := kafkatest.Broker(t)
+	topic := kafkatest.Topic(t, addr, 2)
+	cfg := kcfg(addr, topic)
+	cfg.StartOffset = "latest"
+	write := func(from, to int) {
+		p, err := publish.New(cfg, "s8", zap.NewNop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []*wire.Transaction
+		for i := from; i <= to; i++ {
+			recs = append(recs, tx("s8", uint64(i), fmt.Sprintf("svc%d.test", i%2)))
+		}
+		if err := p.Write(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1, 100)
+	c, err := consume.New(cfg, consume.Options{MaxWait: 100 * time.Millisecond}, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	col := newCollector()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, col) }()
+	// Joining takes a moment; records written before the group has its
+	// offsets are still "before" it. Write in rounds until one arrives.
+	next := 101
+	for col.count() == 0 && ctx.Err() == nil {
+		write(next, next+9)
+		next += 10
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	seqs := col.seqsCopy()
+	if len(seqs) == 0 {
+		t.Fatal("nothing read")
+	}
+	for s := range seqs {
+		if s <= 100 {
+			t.Fatalf("record %d, written before the group existed, was read with start_offset=latest", s)
+		}
+	}
+}
