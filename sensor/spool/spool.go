@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -219,8 +218,8 @@ func (s *Spool) closeWriter() error {
 
 // Replay hands the oldest segment's records to send, in order; when send
 // succeeds the segment is deleted. It returns the records replayed, 0 when
-// the spool is empty. A record whose checksum fails ends that segment's
-// replay (counted in Corrupt): what follows it cannot be framed.
+// the spool is empty. A record whose checksum fails is skipped (counted
+// in Corrupt) and replay goes on at the next record that checks out.
 func (s *Spool) Replay(send func([]Record) error) (int, error) {
 	s.mu.Lock()
 	if len(s.segs) == 0 {
@@ -269,48 +268,66 @@ func (s *Spool) count(n int64) (int64, error) {
 }
 
 func (s *Spool) read(n int64) ([]Record, int64, error) {
-	f, err := os.Open(s.path(n))
+	b, err := os.ReadFile(s.path(n))
 	if err != nil {
 		return nil, 0, fmt.Errorf("spool: %w", err)
 	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 256<<10)
 	var out []Record
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, 0, nil
+	var corrupt int64
+	for pos := 0; pos < len(b); {
+		if rec, size, ok := frame(b[pos:]); ok {
+			out = append(out, rec)
+			pos += size
+			continue
+		}
+		// A damaged frame (or a write cut short at the end): count it, and
+		// go on at the next offset where a frame checks out, so one bad
+		// record does not cost the rest of the segment.
+		corrupt++
+		next := -1
+		for q := pos + 1; q+8 <= len(b); q++ {
+			if _, _, ok := frame(b[q:]); ok {
+				next = q
+				break
 			}
-			return out, 1, nil // a torn header at the end: the write was cut
 		}
-		size := binary.BigEndian.Uint32(hdr[:4])
-		if size < 5 || size > 64<<20 {
-			return out, 1, nil
+		if next < 0 {
+			break
 		}
-		payload := make([]byte, size)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			return out, 1, nil
-		}
-		if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return out, 1, nil
-		}
-		klen := binary.BigEndian.Uint32(payload[1:5])
-		if int(klen) > len(payload)-5 {
-			return out, 1, nil
-		}
-		rec := Record{Kind: payload[0] &^ withMeta, Key: payload[5 : 5+klen : 5+klen]}
-		rest := payload[5+klen:]
-		if payload[0]&withMeta != 0 {
-			if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
-				return out, 1, nil
-			}
-			m := int(rest[0])
-			rec.Meta, rest = rest[1:1+m:1+m], rest[1+m:]
-		}
-		rec.Value = rest
-		out = append(out, rec)
+		pos = next
 	}
+	return out, corrupt, nil
+}
+
+// frame reads the record framed at the start of b: its length, checksum
+// and payload must all check out.
+func frame(b []byte) (Record, int, bool) {
+	if len(b) < 8 {
+		return Record{}, 0, false
+	}
+	size := binary.BigEndian.Uint32(b[:4])
+	if size < 5 || uint64(size) > uint64(len(b)-8) {
+		return Record{}, 0, false
+	}
+	payload := b[8 : 8+size : 8+size]
+	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(b[4:8]) {
+		return Record{}, 0, false
+	}
+	klen := binary.BigEndian.Uint32(payload[1:5])
+	if uint64(klen) > uint64(len(payload)-5) {
+		return Record{}, 0, false
+	}
+	rec := Record{Kind: payload[0] &^ withMeta, Key: payload[5 : 5+klen : 5+klen]}
+	rest := payload[5+klen:]
+	if payload[0]&withMeta != 0 {
+		if len(rest) < 1 || int(rest[0]) > len(rest)-1 {
+			return Record{}, 0, false
+		}
+		m := int(rest[0])
+		rec.Meta, rest = rest[1:1+m:1+m], rest[1+m:]
+	}
+	rec.Value = rest
+	return rec, 8 + int(size), true
 }
 
 // CorruptRecords counts records skipped on replay because their checksum
