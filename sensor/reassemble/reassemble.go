@@ -7,6 +7,10 @@
 // flushes idle connections on packet time, and caps the number of
 // connections tracked, expiring the oldest first under pressure (a SYN
 // flood cannot grow it without bound).
+//
+// Overlapping and retransmitted bytes are compared with what the stream
+// already holds: the first copy wins, and a copy that differs is counted
+// and flagged on the connection's next transaction (see overlap.go).
 package reassemble
 
 import (
@@ -46,6 +50,14 @@ type Options struct {
 	Midstream bool
 	// ConnIDBase makes connection ids unique across workers.
 	ConnIDBase uint64
+	// OverlapWindow is how far behind and ahead of the next expected byte
+	// each direction keeps bytes to compare overlaps with (default 64 KiB:
+	// a ring of up to 128 KiB plus 16 KiB of presence bits per direction,
+	// grown as the stream does). Negative turns the comparison off.
+	OverlapWindow int
+	// OverlapMemory caps the rings of all connections (default 256 MiB);
+	// past it overlaps go unverified and are counted as such.
+	OverlapMemory int64
 }
 
 func (o Options) withDefaults() Options {
@@ -61,6 +73,15 @@ func (o Options) withDefaults() Options {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 2 * time.Minute
 	}
+	if o.OverlapWindow == 0 {
+		o.OverlapWindow = 64 << 10
+	}
+	if o.OverlapWindow > 0 {
+		o.OverlapWindow = nextPow2(o.OverlapWindow)
+	}
+	if o.OverlapMemory <= 0 {
+		o.OverlapMemory = 256 << 20
+	}
 	return o
 }
 
@@ -72,6 +93,13 @@ type Metrics struct {
 	GapBytes    prometheus.Counter
 	Bytes       prometheus.Counter
 	Rejected    *prometheus.CounterVec
+	// Overlap counts retransmitted or overlapping bytes by result: same,
+	// differ, unverified (outside the window or without window memory).
+	Overlap *prometheus.CounterVec
+	// Mismatch counts segments whose bytes differ from the first copy.
+	Mismatch prometheus.Counter
+	// OverlapMemory is the bytes held by comparison windows.
+	OverlapMemory prometheus.Gauge
 }
 
 // NewMetrics registers the counters on reg (nil: unregistered).
@@ -89,9 +117,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Stream bytes delivered to the protocol parsers."}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_tcp_segments_rejected_total",
 			Help: "TCP segments not reassembled, by reason."}, []string{"reason"}),
+		Overlap: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiscout_tcp_overlap_bytes_total",
+			Help: "Retransmitted or overlapping TCP bytes compared with the first copy, by result: same, differ, unverified."}, []string{"result"}),
+		Mismatch: prometheus.NewCounter(prometheus.CounterOpts{Name: "apiscout_tcp_retransmit_mismatch_total",
+			Help: "TCP segments whose bytes differ from the copy already taken (first copy wins): possible evasion."}),
+		OverlapMemory: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiscout_tcp_overlap_window_bytes",
+			Help: "Memory held by the per-direction windows that overlaps are compared with."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Closed, m.Live, m.GapBytes, m.Bytes, m.Rejected)
+		reg.MustRegister(m.Connections, m.Closed, m.Live, m.GapBytes, m.Bytes, m.Rejected, m.Overlap, m.Mismatch, m.OverlapMemory)
 	}
 	return m
 }
@@ -116,6 +150,12 @@ type Reassembler struct {
 	// had: the hole will not be filled, so buffered data must go now.
 	lossSeen  bool
 	lastForce time.Time
+	// overlapMem is the bytes held by all windows; scratch holds a
+	// segment rewritten to its first copy until gopacket has taken it.
+	overlapMem int64
+	scratch    []byte
+	// Overlap totals, for tests and the heartbeat.
+	OverlapSame, OverlapDiffer, OverlapUnverified, Mismatches uint64
 }
 
 // New returns a reassembler whose connections are parsed by factory.
@@ -230,7 +270,7 @@ func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac re
 	start := ac.GetCaptureInfo().Timestamp
 	c.info = stream.ConnInfo{ID: c.id, Client: client, Server: server, Mirror: cloneMirror(r.mirror),
 		Midstream: c.midstream, Start: start}
-	c.parser = r.factory(c.info, r.emit)
+	c.parser = r.factory(c.info, c.emitTx)
 	r.live[c] = struct{}{}
 	r.m.Live.Set(float64(len(r.live)))
 	how := "syn"
@@ -263,6 +303,87 @@ type conn struct {
 	// contiguous while later ones wait; holeSet says there is one.
 	hole    [2]reassembly.Sequence
 	holeSet [2]bool
+	// win keeps each direction's recent bytes to compare overlaps with;
+	// fin is where a FIN ended the direction (finSet says there was one).
+	win    [2]window
+	fin    [2]uint32
+	finSet [2]bool
+	// mismatch marks the next transaction emitted.
+	mismatch bool
+}
+
+// emitTx passes records on, marking the first one after a mismatch.
+func (c *conn) emitTx(t *wire.Transaction) {
+	if c.mismatch {
+		t.Flags |= wire.FlagRetransmitMismatch
+		c.mismatch = false
+	}
+	c.r.emit(t)
+}
+
+// overlap compares a segment's payload with the bytes already taken for
+// its direction, rewrites it so the first copy wins, and stores its new
+// bytes. It mirrors which segments gopacket will use: none that a
+// receiver drops (a SYN on a synchronized half, a RST off nextSeq, bytes
+// past a FIN).
+func (c *conn) overlap(tcp *layers.TCP, di int, nextSeq reassembly.Sequence) {
+	r := c.r
+	if len(tcp.Payload) == 0 || r.opts.OverlapWindow < 0 {
+		return
+	}
+	seq := tcp.Seq
+	var next uint32
+	if nextSeq == invalidSequence {
+		if tcp.SYN {
+			seq++ // gopacket takes a SYN's payload from seq+1
+		}
+		next = seq
+	} else {
+		if tcp.SYN || tcp.RST && seq != uint32(nextSeq) {
+			return
+		}
+		next = uint32(nextSeq)
+	}
+	if end := seq + uint32(len(tcp.Payload)); tcp.FIN && !c.finSet[di] && seqDiff(next, end) >= 0 {
+		c.fin[di], c.finSet[di] = end, true // a FIN before next is dropped, as gopacket does
+	}
+	w := &c.win[di]
+	var res overlapResult
+	tcp.Payload = w.compare(seq, tcp.Payload, next, &r.scratch, &res)
+	if res.same+res.differ+res.unverified > 0 {
+		r.OverlapSame += uint64(res.same)
+		r.OverlapDiffer += uint64(res.differ)
+		r.OverlapUnverified += uint64(res.unverified)
+		if res.same > 0 {
+			r.m.Overlap.WithLabelValues("same").Add(float64(res.same))
+		}
+		if res.differ > 0 {
+			r.m.Overlap.WithLabelValues("differ").Add(float64(res.differ))
+			r.m.Mismatch.Inc()
+			r.Mismatches++
+			c.mismatch = true
+		}
+		if res.unverified > 0 {
+			r.m.Overlap.WithLabelValues("unverified").Add(float64(res.unverified))
+		}
+	}
+	if c.finSet[di] && seqDiff(c.fin[di], next) > 0 {
+		return // the direction ended: nothing more is stream data
+	}
+	before := w.size()
+	w.store(seq, tcp.Payload, next, r.opts.OverlapWindow, 2*r.opts.OverlapWindow, r.budget)
+	if d := w.size() - before; d != 0 {
+		r.m.OverlapMemory.Add(float64(d))
+	}
+}
+
+// budget reserves delta bytes of window memory, or says it is spent.
+func (r *Reassembler) budget(delta int) bool {
+	if r.overlapMem+int64(delta) > r.opts.OverlapMemory {
+		return false
+	}
+	r.overlapMem += int64(delta)
+	return true
 }
 
 // Accept implements reassembly.Stream: every segment is taken, bad
@@ -292,6 +413,7 @@ func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.T
 		}
 		*start = true
 	}
+	c.overlap(tcp, di, nextSeq)
 	return true
 }
 
@@ -368,6 +490,13 @@ func (c *conn) finish(reason string, ts time.Time) {
 	}
 	c.done = true
 	c.parser.Close(reason, ts)
+	for i := range c.win {
+		if n := c.win[i].size(); n > 0 {
+			c.r.overlapMem -= int64(n)
+			c.r.m.OverlapMemory.Sub(float64(n))
+		}
+		c.win[i] = window{}
+	}
 	delete(c.r.live, c)
 	c.r.m.Live.Set(float64(len(c.r.live)))
 	c.r.m.Closed.WithLabelValues(reason).Inc()
