@@ -39,6 +39,11 @@ type Record struct {
 	// Origin is where the producer put the record (zero when the record
 	// came without an origin header).
 	Origin wire.Origin
+	// Lost is how many Kafka records of this producer's partition
+	// sequence never arrived just before this one (a pack counts once):
+	// the loss travels with the data, so the analyzer can tell "quiet"
+	// from "blind". Set on the first record of the Kafka record only.
+	Lost uint64
 }
 
 // Handler applies a batch. Run calls Handle from one goroutine, one batch
@@ -301,7 +306,8 @@ func (c *Consumer) decode(msgs []kafka.Message) ([]Record, []kafka.Message) {
 		if v := header(m, wire.HeaderOrigin); v != nil {
 			base.Origin, _ = wire.DecodeOrigin(v) // a bad origin only loses gap checking
 		}
-		behind := c.sequence(m, base.Origin)
+		behind, lost := c.sequence(m, base.Origin)
+		base.Lost = lost
 		keep := func(rec Record, k seqKey) {
 			if !c.fresh(k) {
 				c.m.duplicates.Inc()
@@ -311,6 +317,7 @@ func (c *Consumer) decode(msgs []kafka.Message) ([]Record, []kafka.Message) {
 				c.m.late.Inc() // not a re-delivery: it was counted missing before
 			}
 			batch = append(batch, rec)
+			base.Lost = 0 // told once, with the first record
 		}
 		kill := func(value []byte, contentType, reason string) {
 			c.m.dead.WithLabelValues(reason).Inc()
@@ -426,9 +433,9 @@ type streamKey struct {
 // whether the message is behind the numbering (re-delivered, or late).
 // The first message seen of a stream only sets the mark: this consumer
 // may have joined mid-stream.
-func (c *Consumer) sequence(m *kafka.Message, o wire.Origin) (behind bool) {
+func (c *Consumer) sequence(m *kafka.Message, o wire.Origin) (behind bool, lost uint64) {
 	if o.PartitionSeq == 0 || int(o.Partition) != m.Partition {
-		return false // no numbering, or the producer's partition choice was overruled
+		return false, 0 // no numbering, or the producer's partition choice was overruled
 	}
 	k := streamKey{epoch: o.Epoch, partition: o.Partition}
 	next, ok := c.streams[k]
@@ -439,12 +446,13 @@ func (c *Consumer) sequence(m *kafka.Message, o wire.Origin) (behind bool) {
 			clear(c.streams)
 		}
 	case o.PartitionSeq > next:
-		c.m.gaps.Add(float64(o.PartitionSeq - next))
+		lost = o.PartitionSeq - next
+		c.m.gaps.Add(float64(lost))
 	case o.PartitionSeq < next:
-		return true
+		return true, 0
 	}
 	c.streams[k] = o.PartitionSeq + 1
-	return false
+	return false, lost
 }
 
 // recent remembers the last keys handed over, in a ring: a batch

@@ -82,11 +82,13 @@ func TestSequence(t *testing.T) {
 		{0, o(1, 0, 40), false, 3}, // so this is a first sight again
 	}
 	for i, s := range steps {
-		if behind := c.sequence(msg(s.part), s.origin); behind != s.behind {
+		before := counterValue(t, m.gaps)
+		behind, lost := c.sequence(msg(s.part), s.origin)
+		if behind != s.behind {
 			t.Fatalf("step %d: behind %v, want %v", i, behind, s.behind)
 		}
-		if g := counterValue(t, m.gaps); g != s.gaps {
-			t.Fatalf("step %d: %v gaps, want %v", i, g, s.gaps)
+		if g := counterValue(t, m.gaps); g != s.gaps || float64(lost) != g-before {
+			t.Fatalf("step %d: %v gaps (%d told with the record), want %v", i, g, lost, s.gaps)
 		}
 	}
 }

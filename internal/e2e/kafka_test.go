@@ -45,6 +45,7 @@ type collector struct {
 	seqs    map[uint64]int
 	hbs     int
 	applied int
+	lost    uint64 // Record.Lost summed
 }
 
 func newCollector() *collector {
@@ -55,6 +56,7 @@ func (c *collector) Handle(_ context.Context, batch []consume.Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range batch {
+		c.lost += r.Lost
 		if r.Heartbeat != nil {
 			c.hbs++
 			continue
@@ -415,6 +417,9 @@ func TestSequenceGapsCounted(t *testing.T) {
 	}
 	if l := gauge(t, reg, "apiscout_consumer_sequence_late_total"); l != 1 {
 		t.Errorf("%v records counted late, want 1", l)
+	}
+	if col.lost != 3 {
+		t.Errorf("the handler was told of %d lost records, want 3", col.lost)
 	}
 	if l := c.Lag(); l != 0 {
 		t.Errorf("lag %d after reading everything", l)
