@@ -39,6 +39,7 @@ type Conn struct {
 	ackEach        bool
 	pkts           []Packet
 	ipid           uint16
+	ttl            uint8 // 0: 64
 }
 
 // NewConn starts a conversation at packet time start. Sequence numbers are
@@ -66,6 +67,11 @@ func (c *Conn) Step(d time.Duration) *Conn { c.step = d; return c }
 // AckEachSegment makes the receiver acknowledge every segment rather than
 // each message (more packets, closer to real delayed-ACK-free stacks).
 func (c *Conn) AckEachSegment(on bool) *Conn { c.ackEach = on; return c }
+
+// TTL sets the IPv4 TTL (IPv6 hop limit) of the packets emitted from now
+// on (0 restores the default, 64): for TTL-limited inserts, segments that
+// a sensor sees but that expire before they reach the server.
+func (c *Conn) TTL(n uint8) *Conn { c.ttl = n; return c }
 
 // Now is the packet time the next packet will carry.
 func (c *Conn) Now() time.Time { return c.now }
@@ -179,7 +185,7 @@ func (c *Conn) emit(fromClient bool, f tcpFlags, payload []byte) {
 		seq, ack = ack, seq
 	}
 	c.ipid++
-	frame, err := Frame(smac, dmac, src, dst, c.ipid, TCPHeader{
+	frame, err := frame(smac, dmac, src, dst, c.ipid, c.ttl, TCPHeader{
 		Seq: seq, Ack: ack, SYN: f.syn, ACK: f.ack, PSH: f.psh, FIN: f.fin, RST: f.rst, Window: 65535,
 	}, payload)
 	if err != nil {
@@ -198,6 +204,13 @@ type TCPHeader struct {
 
 // Frame serialises Ethernet/IP/TCP with correct lengths and checksums.
 func Frame(smac, dmac net.HardwareAddr, src, dst netip.AddrPort, ipid uint16, h TCPHeader, payload []byte) ([]byte, error) {
+	return frame(smac, dmac, src, dst, ipid, 0, h, payload)
+}
+
+func frame(smac, dmac net.HardwareAddr, src, dst netip.AddrPort, ipid uint16, ttl uint8, h TCPHeader, payload []byte) ([]byte, error) {
+	if ttl == 0 {
+		ttl = 64
+	}
 	if src.Addr().Is4() != dst.Addr().Is4() {
 		return nil, fmt.Errorf("mixed address families %s -> %s", src, dst)
 	}
@@ -210,12 +223,12 @@ func Frame(smac, dmac net.HardwareAddr, src, dst netip.AddrPort, ipid uint16, h 
 	var ip gopacket.NetworkLayer
 	if src.Addr().Is4() {
 		eth.EthernetType = layers.EthernetTypeIPv4
-		ip4 := &layers.IPv4{Version: 4, TTL: 64, Id: ipid, Flags: layers.IPv4DontFragment,
+		ip4 := &layers.IPv4{Version: 4, TTL: ttl, Id: ipid, Flags: layers.IPv4DontFragment,
 			Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
 		ip = ip4
 	} else {
 		eth.EthernetType = layers.EthernetTypeIPv6
-		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
+		ip = &layers.IPv6{Version: 6, HopLimit: ttl, NextHeader: layers.IPProtocolTCP,
 			SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
 	}
 	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
@@ -318,4 +331,72 @@ func WriteFile(path string, pkts []Packet) error {
 		}
 	}
 	return f.Close()
+}
+
+// FragmentSpec is one IPv4 fragment cut from a datagram: bytes
+// [Offset, Offset+Len) of its IP payload (Offset a multiple of 8), or Data
+// in their place when set (conflicting or overlapping copies); More sets
+// the more-fragments flag.
+type FragmentSpec struct {
+	Offset, Len int
+	Data        []byte
+	More        bool
+}
+
+// Fragment cuts an Ethernet/IPv4 frame into the fragments specs describe,
+// in that order and at the frame's time: overlapping, repeated, tiny or
+// out of order as the test wishes. The IP identification is kept.
+func Fragment(p Packet, specs []FragmentSpec) ([]Packet, error) {
+	pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.Default)
+	eth, _ := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if eth == nil || ip == nil {
+		return nil, fmt.Errorf("fragment: not an Ethernet/IPv4 frame")
+	}
+	body := ip.Payload
+	out := make([]Packet, 0, len(specs))
+	for _, f := range specs {
+		if f.Offset%8 != 0 {
+			return nil, fmt.Errorf("fragment: offset %d is not a multiple of 8", f.Offset)
+		}
+		data := f.Data
+		if data == nil {
+			if f.Offset < 0 || f.Offset+f.Len > len(body) {
+				return nil, fmt.Errorf("fragment: [%d,%d) outside the %d-byte payload", f.Offset, f.Offset+f.Len, len(body))
+			}
+			data = body[f.Offset : f.Offset+f.Len]
+		}
+		fip := &layers.IPv4{Version: 4, TTL: ip.TTL, Id: ip.Id, Protocol: ip.Protocol,
+			SrcIP: ip.SrcIP, DstIP: ip.DstIP, FragOffset: uint16(f.Offset / 8)}
+		if f.More {
+			fip.Flags = layers.IPv4MoreFragments
+		}
+		buf := gopacket.NewSerializeBuffer()
+		opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+		feth := &layers.Ethernet{SrcMAC: eth.SrcMAC, DstMAC: eth.DstMAC, EthernetType: layers.EthernetTypeIPv4}
+		if err := gopacket.SerializeLayers(buf, opts, feth, fip, gopacket.Payload(data)); err != nil {
+			return nil, fmt.Errorf("fragment: %w", err)
+		}
+		out = append(out, Packet{Time: p.Time, Data: append([]byte(nil), buf.Bytes()...)})
+	}
+	return out, nil
+}
+
+// FragmentEvenly cuts an Ethernet/IPv4 frame into in-order fragments of
+// size bytes (a multiple of 8; the last takes the rest).
+func FragmentEvenly(p Packet, size int) ([]Packet, error) {
+	if size <= 0 || size%8 != 0 {
+		return nil, fmt.Errorf("fragment: size %d is not a positive multiple of 8", size)
+	}
+	pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if ip == nil {
+		return nil, fmt.Errorf("fragment: not an Ethernet/IPv4 frame")
+	}
+	n := len(ip.Payload)
+	var specs []FragmentSpec
+	for off := 0; off < n; off += size {
+		specs = append(specs, FragmentSpec{Offset: off, Len: min(size, n-off), More: off+size < n})
+	}
+	return Fragment(p, specs)
 }
