@@ -34,9 +34,18 @@ perfect inventory would report:
   DIR/specs/*.yaml      the OpenAPI documents the teams published
                         (shadow endpoints left out, zombies deprecated)
 
-Scenarios: ` + strings.Join(simulate.Scenarios, ", ") + `. Output depends only on scenario and seed.
+Scenarios:
+  demo       four services, one hour, four attacks (make run)
+  inventory  the same services twice as busy for two hours (template scoring)
+  anomalies  --days of baseline (default 2), then an episode of every
+             detector type, 35 minutes apart, labelled in labels.jsonl
+  bench      --size-mb of JSON API traffic (default 200): keep-alive and
+             short connections, chunked and gzip responses, full frames
+
+Output depends only on the scenario, --seed, --days, --hours and --size-mb.
 
   apiscout simulate --scenario demo --out demo/
+  apiscout simulate --scenario anomalies --days 3 --gzip --out anomalies/
   apiscout simulate --scenario bench --size-mb 250 --out bench/`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,6 +60,7 @@ Scenarios: ` + strings.Join(simulate.Scenarios, ", ") + `. Output depends only o
 		cmd.Flags().Uint64Var(&o.Seed, "seed", 1, "random seed")
 		cmd.Flags().IntVar(&o.SizeMB, "size-mb", 0, "bench scenario: stop after about this many MB of HTTP")
 		cmd.Flags().Float64Var(&hours, "hours", 0, "packet time to simulate (default per scenario)")
+		cmd.Flags().IntVar(&o.Days, "days", 0, "anomalies: days of baseline before the episodes (default 2); other scenarios: days to simulate")
 		cmd.Flags().StringVar(&out, "out", "simulated", "output directory")
 		cmd.Flags().Bool("gzip", false, "compress the capture (capture.pcap.gz)")
 		return cmd
@@ -81,12 +91,8 @@ func simulateTo(log io.Writer, dir string, o simulate.Options, gz bool) error {
 	if err != nil {
 		return err
 	}
-	called := map[string]bool{}
 	start := time.Now()
-	res, err := simulate.Run(o, func(ex *simulate.Exchange) error {
-		called[ex.Service+" "+ex.Method+" "+ex.Template] = true
-		return pw.Add(ex)
-	})
+	res, err := simulate.Run(o, pw.Add)
 	if err != nil {
 		return err
 	}
@@ -101,7 +107,7 @@ func simulateTo(log io.Writer, dir string, o simulate.Options, gz bool) error {
 			return err
 		}
 	}
-	if err := simulate.WriteFiles(dir, o, res, called); err != nil {
+	if err := simulate.WriteFiles(dir, o, res, res.Called); err != nil {
 		return err
 	}
 	st, _ := f.Stat()

@@ -119,6 +119,13 @@ func slug(r *rand.Rand) string {
 var cardNumbers = []string{"4111111111111111", "5555555555554444", "4012888888881881", "378282246310005", "6011111111111117"}
 var ibans = []string{"DE89370400440532013000", "GB82WEST12345698765432", "FR1420041010050500013M02606", "NL91ABNA0417164300"}
 
+// ssn is a US social security number of the valid form (area not 000, 666
+// or 9xx; group and serial not zero), the national id the sensor masks.
+func ssn(r *rand.Rand) string {
+	area := 1 + r.IntN(665)
+	return fmt.Sprintf("%03d-%02d-%04d", area, 1+r.IntN(99), 1+r.IntN(9999))
+}
+
 // valueFor returns a value for a path parameter by its name's style.
 func valueFor(r *rand.Rand, style string) string {
 	switch style {

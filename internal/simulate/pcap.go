@@ -10,8 +10,12 @@ import (
 )
 
 // PcapWriter turns exchanges, given in start order, into TCP
-// conversations written as pcap. Packets of concurrent connections are
-// interleaved in time order; memory holds only connections in flight.
+// conversations written as pcap: a handshake before a connection's first
+// exchange, each message in segments of at most 1448 bytes (1514-byte
+// frames) with the receiver's ACK after it, and FIN once the connection
+// has been idle for longer than the generator keeps connections alive.
+// Packets of concurrent connections are interleaved in time order;
+// memory holds only connections in flight.
 type PcapWriter struct {
 	w     *pcapgen.Writer
 	conns map[uint64]*pconn
@@ -47,7 +51,7 @@ func (p *PcapWriter) Add(ex *Exchange) error {
 	}
 	for _, id := range idle {
 		c := p.conns[id]
-		p.push(c.c.At(c.last.Add(5 * time.Second)).At(p.written).Close().Take())
+		p.push(c.c.At(c.last.Add(keepAlive)).At(p.written).Close().Take())
 		delete(p.conns, id)
 	}
 	// Everything before this exchange's handshake can be written: later
@@ -60,7 +64,15 @@ func (p *PcapWriter) Add(ex *Exchange) error {
 		pc = &pconn{c: pcapgen.NewConn(ex.Client, ex.Server, ex.Start.Add(-time.Millisecond)).Handshake()}
 		p.conns[ex.Conn] = pc
 	}
-	pc.c.At(ex.Start).Client(RequestBytes(ex)).Wait(ex.Latency).Server(ResponseBytes(ex))
+	resp := ResponseBytes(ex)
+	pc.c.At(ex.Start).Client(RequestBytes(ex)).Wait(ex.Latency)
+	if from, n := lossSpan(ex, resp); n > 0 {
+		// The capture misses n bytes the client receives and
+		// acknowledges: the hole a blind sensor sees.
+		pc.c.Server(resp[:from]).Skip(false, n).Server(resp[from+n:])
+	} else {
+		pc.c.Server(resp)
+	}
 	pc.last = pc.c.Now()
 	p.push(pc.c.Take())
 	return nil
@@ -71,7 +83,7 @@ func (p *PcapWriter) Add(ex *Exchange) error {
 func (p *PcapWriter) idle(t time.Time) []uint64 {
 	var ids []uint64
 	for id, c := range p.conns {
-		if t.Sub(c.last) > 6*time.Second {
+		if t.Sub(c.last) > keepAlive+time.Second {
 			ids = append(ids, id)
 		}
 	}

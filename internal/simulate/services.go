@@ -100,9 +100,10 @@ func demoServices() []Service {
 						}
 						return 200
 					}},
-				{Method: "GET", Template: "/v2/accounts/{accountId:int}", Class: "documented", Weight: 20, Auth: "bearer", Sensitive: []string{"iban", "email"},
+				{Method: "GET", Template: "/v2/accounts/{accountId:int}", Class: "documented", Weight: 20, Auth: "bearer", Sensitive: []string{"iban", "email", "national_id"},
 					Resp: func(r *rand.Rand, p map[string]string) map[string]any {
-						return obj("account_id", p["accountId"], "iban", ibans[r.IntN(len(ibans))], "owner_email", email(r), "balance", float64(r.IntN(10000000))/100)
+						return obj("account_id", p["accountId"], "iban", ibans[r.IntN(len(ibans))], "owner_email", email(r),
+							"owner_national_id", ssn(r), "balance", float64(r.IntN(10000000))/100)
 					}, Status: mostly200},
 				{Method: "GET", Template: "/v2/accounts/{accountId:int}/transactions/{transactionId:uuid}", Class: "documented", Weight: 15, Auth: "bearer",
 					Resp: func(r *rand.Rand, p map[string]string) map[string]any {
