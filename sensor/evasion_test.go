@@ -501,7 +501,8 @@ func TestEvasion(t *testing.T) {
 					t.Fatalf("invented %s", evDump(r.txs))
 				}
 			}
-			if r.metric(t, "apiscout_httpparse_skipped_bytes_total")+r.metric(t, "apiscout_httpparse_problems_total") == 0 {
+			// Nearly all of the junk is skipped, and counted as such.
+			if r.metric(t, "apiscout_httpparse_skipped_bytes_total") < 200<<10 {
 				t.Fatal("junk not counted")
 			}
 		},
