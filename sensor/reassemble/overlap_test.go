@@ -282,3 +282,69 @@ func (discard) Data(stream.Dir, []byte, time.Time) {}
 func (discard) Gap(stream.Dir, int, time.Time)     {}
 func (discard) Tick(time.Time)                     {}
 func (discard) Close(string, time.Time)            {}
+
+// FuzzWindow drives a window with segments chosen by the fuzzer around a
+// moving next sequence number (near the 32-bit wrap) and checks it
+// against a map of first copies: it never panics, never reports a byte
+// as seen that was not stored, keeps the first copy where it rewrites,
+// and never holds more than its ring.
+func FuzzWindow(f *testing.F) {
+	f.Add([]byte{0, 10, 20, 1, 5, 30, 2, 0, 8, 3, 40, 4})
+	f.Add(bytes.Repeat([]byte{7, 200, 13}, 40))
+	f.Fuzz(windowOps)
+}
+
+func windowOps(t *testing.T, ops []byte) {
+	{
+		const ahead, ring = 256, 512
+		var w window
+		first := map[uint32]byte{}
+		next := uint32(1<<32 - 300)
+		var scratch []byte
+		for i := 0; i+2 < len(ops); i += 3 {
+			off := int(int8(ops[i])) * 4 // -512..508 around next
+			n := 1 + int(ops[i+1])%96
+			fill := ops[i+2]
+			seq := next + uint32(off)
+			payload := make([]byte, n)
+			for k := range payload {
+				payload[k] = fill + byte(k)
+			}
+			var res overlapResult
+			out := w.compare(seq, payload, next, &scratch, &res)
+			differ := 0
+			for k := range payload {
+				s := seq + uint32(k)
+				v, known := first[s]
+				if out[k] != payload[k] && (!known || out[k] != v || seqDiff(next, s) < 0) {
+					t.Fatalf("byte %d rewritten to %d (first %d, known %v)", s, out[k], v, known)
+				}
+				if known && v != payload[k] {
+					differ++
+				}
+			}
+			if res.differ > differ {
+				t.Fatalf("%d bytes reported different, %d are", res.differ, differ)
+			}
+			if fill%3 == 0 && res.differ != differ && seqDiff(seq, next) <= 0 && off+n <= ahead {
+				// new bytes within reach were all stored: every conflict is seen
+				t.Fatalf("missed conflicts: %d of %d", res.differ, differ)
+			}
+			w.store(seq, out, next, ahead, ring, func(int) bool { return true })
+			for k := range out {
+				s := seq + uint32(k)
+				if d := seqDiff(next, s); d >= 0 && d < ahead {
+					if _, ok := first[s]; !ok {
+						first[s] = out[k]
+					}
+				}
+			}
+			if len(w.buf) > ring {
+				t.Fatalf("ring %d", len(w.buf))
+			}
+			if ops[i]%5 == 0 { // the stream moves on
+				next += uint32(ops[i+1])
+			}
+		}
+	}
+}
