@@ -149,7 +149,7 @@ func Run(o Options, emit func(*Exchange) error) (*Result, error) {
 		g.services = demoServices()
 		days(150 * time.Minute)
 	case "inventory":
-		g.services = demoServices()
+		g.services = append(demoServices(), contentService())
 		for i := range g.services {
 			g.services[i].RatePerMin *= 2
 		}

@@ -18,6 +18,7 @@
 package simulate
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -147,6 +148,15 @@ func valueFor(r *rand.Rand, style string) string {
 		return email(r)
 	case "slug":
 		return slug(r)
+	case "sha256":
+		return hexN(r, 64)
+	case "b64":
+		// 24 random bytes in URL-safe base64: download and share links.
+		b := make([]byte, 24)
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
 	case "name":
 		return firstNames[r.IntN(len(firstNames))] + "-" + lastNames[r.IntN(len(lastNames))]
 	}

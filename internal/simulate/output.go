@@ -28,8 +28,11 @@ type TruthEndpoint struct {
 	Method         string `json:"method"`
 	Path           string `json:"path"`
 	Classification string `json:"classification"`
-	Auth           string `json:"auth"`
-	Called         bool   `json:"called"`
+	// Operation is the GraphQL operation, JSON-RPC method or MCP tool
+	// carried in the body of a POST, for endpoints that share a path.
+	Operation string `json:"operation,omitempty"`
+	Auth      string `json:"auth"`
+	Called    bool   `json:"called"`
 }
 
 // MakeTruth lists the scenario's endpoints; called says whether the
@@ -41,7 +44,7 @@ func MakeTruth(o Options, res *Result, called map[string]bool) Truth {
 		for _, e := range s.Endpoints {
 			p := TruthTemplate(e.Template)
 			ts.Endpoints = append(ts.Endpoints, TruthEndpoint{Method: e.Method, Path: p, Classification: e.Class,
-				Auth: e.Auth, Called: called[s.Host+" "+e.Method+" "+p]})
+				Operation: e.Operation, Auth: e.Auth, Called: called[s.Host+" "+e.Method+" "+p]})
 		}
 		t.Services = append(t.Services, ts)
 	}

@@ -179,3 +179,74 @@ func demoServices() []Service {
 		},
 	}
 }
+
+// contentService is a publishing API with the harder naming of the
+// inventory scenario: v1 and v2 side by side, 64-hex digests, URL-safe
+// base64 links, ObjectIds, dates inside a path, emails under a UUID,
+// /authors/me beside /authors/{authorName}, a GraphQL mutation and an
+// MCP tools/list beside the tool calls.
+func contentService() Service {
+	article := func(r *rand.Rand, p map[string]string) map[string]any {
+		return obj("id", objectID(r), "slug", p["slug"], "title", slug(r), "author", email(r), "published", date(r))
+	}
+	return Service{
+		Host: "content.example", Addr: "10.10.5.50:8000", Title: "Content API", RatePerMin: 90,
+		Endpoints: []Endpoint{
+			{Method: "GET", Template: "/v1/articles/{slug:slug}", Class: "zombie", Weight: 3, Auth: "none", Resp: article},
+			{Method: "GET", Template: "/v2/articles/{articleId:oid}", Class: "documented", Weight: 20, Auth: "none", Resp: article, Status: mostly200},
+			{Method: "POST", Template: "/v2/articles", Class: "documented", Weight: 3, Auth: "bearer",
+				Req: func(r *rand.Rand) map[string]any { return obj("title", slug(r), "body", slug(r)+" "+slug(r)) }},
+			{Method: "PATCH", Template: "/v2/articles/{articleId:oid}", Class: "shadow", Weight: 2, Auth: "bearer",
+				Req: func(r *rand.Rand) map[string]any { return obj("title", slug(r)) }},
+			{Method: "DELETE", Template: "/v2/articles/{articleId:oid}", Class: "orphan", Weight: 0, Auth: "bearer"},
+			{Method: "GET", Template: "/v2/media/{digest:sha256}", Class: "documented", Weight: 10, Auth: "none",
+				Resp: func(r *rand.Rand, p map[string]string) map[string]any {
+					return obj("digest", p["digest"], "bytes", r.IntN(1<<24), "type", "image/webp")
+				}},
+			{Method: "GET", Template: "/v2/downloads/{linkToken:b64}", Class: "documented", Weight: 6, Auth: "none",
+				Resp: func(r *rand.Rand, _ map[string]string) map[string]any {
+					return obj("url", "https://cdn.example/"+hexN(r, 16))
+				}},
+			{Method: "GET", Template: "/v2/calendar/{day:date}/events", Class: "documented", Weight: 6, Auth: "none",
+				Resp: func(r *rand.Rand, p map[string]string) map[string]any {
+					return obj("day", p["day"], "events", []any{obj("title", slug(r))})
+				}},
+			{Method: "GET", Template: "/v2/orgs/{orgId:uuid}/members/{memberEmail:email}", Class: "documented", Weight: 5, Auth: "bearer",
+				Sensitive: []string{"email", "phone"},
+				Resp: func(r *rand.Rand, p map[string]string) map[string]any {
+					m := person(r)
+					m["email"] = p["memberEmail"]
+					return m
+				}},
+			{Method: "GET", Template: "/v2/authors/me", Class: "documented", Weight: 6, Auth: "bearer", Sensitive: []string{"email"},
+				Resp: func(r *rand.Rand, _ map[string]string) map[string]any { return person(r) }},
+			{Method: "GET", Template: "/v2/authors/{authorName:name}", Class: "documented", Weight: 6, Auth: "none",
+				Resp: func(r *rand.Rand, p map[string]string) map[string]any {
+					return obj("name", p["authorName"], "articles", r.IntN(90))
+				}},
+			{Method: "POST", Template: "/graphql", Class: "shadow", Weight: 3, Auth: "bearer", Operation: "PublishArticle",
+				Req: func(r *rand.Rand) map[string]any {
+					return obj("operationName", "PublishArticle", "query", "mutation PublishArticle($id: ID!) { publish(id: $id) { id state } }",
+						"variables", obj("id", objectID(r)))
+				},
+				Resp: func(r *rand.Rand, _ map[string]string) map[string]any {
+					return obj("data", obj("publish", obj("id", objectID(r), "state", "PUBLISHED")))
+				}},
+			{Method: "POST", Template: "/mcp", Class: "shadow", Weight: 2, Auth: "bearer", Operation: "tools/list",
+				Req: func(r *rand.Rand) map[string]any {
+					return obj("jsonrpc", "2.0", "id", r.IntN(1000), "method", "tools/list")
+				},
+				Resp: func(r *rand.Rand, _ map[string]string) map[string]any {
+					return obj("jsonrpc", "2.0", "id", 1, "result", obj("tools", []any{obj("name", "find_article"), obj("name", "draft_summary")}))
+				}},
+			{Method: "POST", Template: "/mcp", Class: "shadow", Weight: 3, Auth: "bearer", Operation: "find_article",
+				Req: func(r *rand.Rand) map[string]any {
+					return obj("jsonrpc", "2.0", "id", r.IntN(1000), "method", "tools/call",
+						"params", obj("name", "find_article", "arguments", obj("query", slug(r))))
+				},
+				Resp: func(r *rand.Rand, _ map[string]string) map[string]any {
+					return obj("jsonrpc", "2.0", "id", 1, "result", obj("content", []any{obj("type", "text", "text", slug(r))}))
+				}},
+		},
+	}
+}
