@@ -2,19 +2,50 @@
 // services, their real path templates and how a published spec classifies
 // them (documented, shadow, zombie, orphan), clients with credentials,
 // JSON bodies carrying personal data, a daily rhythm, and labelled attack
-// episodes. It writes the traffic as a real capture (TCP conversations in
-// pcap) or hands it over as the transactions the sensor would emit, with
-// truth.json, labels.jsonl and one OpenAPI document per service, so tests
-// can score the inventory and the detectors against the truth.
+// episodes. Output is a pure function of the Options (scenario, seed,
+// days, duration, size).
 //
-// Scenarios:
-//   - demo: four services, two hours, a few attacks (make run)
-//   - inventory: every id style in use on many endpoints, for templating
-//   - anomalies: a baseline day, then one episode of several detector types
-//   - bench: size-targeted traffic (keep-alive and short connections,
-//     chunked and gzip responses, MTU-sized frames) for make bench
+// Two layers, so tests can skip packets:
+//   - Run streams time-ordered Exchanges (request and response headers
+//     and bodies, addresses, connection and position on it, latency,
+//     encodings, the endpoint it is of); Generate collects them.
+//     ToTransaction (and Transactions) give the wire.Transaction a sensor
+//     would emit for each: credential headers as sensor/redact's
+//     fingerprints under RedactKey with JWT claims kept, framing headers,
+//     wire and decoded lengths, packet times, gap and capture loss; bodies
+//     unmasked. A test reads the capture with the real sensor and checks
+//     that it agrees field for field.
+//   - PcapWriter turns exchanges into TCP conversations (handshake,
+//     segments at the MSS in 1514-byte frames, ACKs, chunked and gzip
+//     bodies on the wire, FIN after keep-alive idleness, holes where the
+//     capture is lossy) and streams them as pcap in packet-time order.
 //
-// Output is a pure function of the scenario and the seed.
+// WriteFiles writes truth.json (every endpoint with its true class),
+// labels.jsonl (one Label per episode, anomaly type names of the
+// detectors) and specs/<host>.yaml (OpenAPI 3 without the shadow
+// endpoints, zombies deprecated, orphans documented and never called).
+//
+// Scenarios (Scenarios):
+//   - demo: four services (shop, banking, identity with an MCP server,
+//     admin), 2.5 hours from Monday 09:00, about 30,000 exchanges, four
+//     attacks (credential stuffing, BOLA enumeration, injection, BFLA);
+//     make run.
+//   - inventory: the demo's services at twice the rate plus a content API
+//     (v1 beside v2, 64-hex digests, base64 links, dates and emails in
+//     paths, /authors/me beside /authors/{authorName}, GraphQL, MCP
+//     tools/list), two hours, for template and classification scoring.
+//   - anomalies: Days (default 2) of baseline at two fifths of the demo's
+//     rates (about 90,000 exchanges a day), then from 10:00 one episode
+//     of each of the 17 detector types, 35 minutes apart and labelled:
+//     credential_stuffing, bola_enumeration, injection_attempt, bfla,
+//     shadow_endpoint, zombie_call, rate_spike, rate_drop, error_surge,
+//     latency_regression, scraping, data_exfiltration,
+//     sensitive_data_exposure, unauthenticated_access, schema_drift,
+//     jwt_weakness, sensor_blind (capture loss on every service). Stream
+//     it: it is too long to hold.
+//   - bench: JSON API traffic at fifty times the demo's rate, larger list
+//     responses, a third of connections short, 30% gzip and 30% chunked
+//     responses, until the capture reaches SizeMB MiB (default 200).
 package simulate
 
 import (
