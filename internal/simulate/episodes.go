@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -212,8 +213,9 @@ func (g *gen) anomalyEpisodes() {
 	disturb("rate_drop", shop, "GET", "/api/v1/products", slot(7), 30*time.Minute, effect{})
 	// 8 error_surge: account reads fail with 503 for most callers.
 	disturb("error_surge", bank, "GET", "/v2/accounts/{accountId}", slot(8), 20*time.Minute, effect{errShare: 0.6, status: 503})
-	// 9 latency_regression: order reads twelve times slower.
-	disturb("latency_regression", shop, "GET", "/api/v1/orders/{orderId}", slot(9), 25*time.Minute, effect{latency: 12})
+	// 9 latency_regression: product pages twelve times slower (a cache
+	// gone cold).
+	disturb("latency_regression", shop, "GET", "/api/v1/products/{sku}", slot(9), 25*time.Minute, effect{latency: 12})
 
 	// 10 scraping: a bot walks the catalogue, two product pages a second.
 	scraper := g.attacker("203.0.113.50", nil, 40000)
@@ -226,22 +228,29 @@ func (g *gen) anomalyEpisodes() {
 	}
 	g.label("scraping", shop.Host, "GET", "/api/v1/products/{sku}", scraper.ip.String(), start, start.Add(10*time.Minute))
 
-	// 11 data_exfiltration: one user pulls full statements, ~200 KB each.
+	// 11 data_exfiltration: one user pulls full statements, ~500 KB each,
+	// every 2.5 s for ten minutes (about 60 MB every five minutes).
 	exfil := g.attacker("", g.users[13], 61000)
 	stmt := bank.endpoint("GET", "/v2/statements/{statementDate}")
 	start = slot(11)
-	for i := 0; i < 120; i++ {
-		g.plan(bank, stmt, exfil, start.Add(time.Duration(i)*7*time.Second), callSpec{status: 200, episode: "data_exfiltration",
-			resp: func(r *rand.Rand, p map[string]string) map[string]any {
-				lines := make([]any, 1500)
-				for j := range lines {
-					lines[j] = obj("date", p["statementDate"], "amount", float64(r.IntN(100000))/100,
-						"counterparty_iban", ibans[r.IntN(len(ibans))], "reference", token(r))
-				}
-				return obj("date", p["statementDate"], "lines", lines)
-			}})
+	// Four statements' bodies, shared by the calls: planned exchanges
+	// wait in memory until their time.
+	var statements [][]byte
+	for range 4 {
+		lines := make([]any, 4000)
+		d := date(g.r)
+		for j := range lines {
+			lines[j] = obj("date", d, "amount", float64(g.r.IntN(100000))/100,
+				"counterparty_iban", ibans[g.r.IntN(len(ibans))], "reference", token(g.r))
+		}
+		b, _ := json.Marshal(obj("date", d, "lines", lines))
+		statements = append(statements, b)
 	}
-	g.label("data_exfiltration", bank.Host, "GET", "/v2/statements/{statementDate}", exfil.sub, start, start.Add(14*time.Minute))
+	for i := 0; i < 240; i++ {
+		g.plan(bank, stmt, exfil, start.Add(time.Duration(i)*2500*time.Millisecond), callSpec{status: 200, episode: "data_exfiltration",
+			body: statements[i%len(statements)]})
+	}
+	g.label("data_exfiltration", bank.Host, "GET", "/v2/statements/{statementDate}", exfil.sub, start, start.Add(10*time.Minute))
 
 	// 12 sensitive_data_exposure: a bad deploy puts reviewers' contact
 	// details and cards into an unauthenticated endpoint's responses.
