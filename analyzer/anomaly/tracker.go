@@ -33,8 +33,27 @@ type incident struct {
 	dirty bool
 }
 
-// NewTracker returns a tracker that closes an incident after closeAfter
+// standing are the types that describe a lasting condition of an endpoint
+// rather than an event: a zombie that keeps being called, an endpoint that
+// keeps serving personal data without credentials, an undocumented
+// endpoint in use. Sporadic calls would otherwise close and reopen them
+// all day (one alert per quiet spell); they stay open until a day passes
 // without evidence.
+var standing = map[string]bool{TypeZombieCall: true, TypeSensitiveDataExposure: true, TypeShadowEndpoint: true}
+
+// StandingCloseAfter is how long a standing incident stays open without
+// evidence.
+const StandingCloseAfter = 24 * time.Hour
+
+func (t *Tracker) closeAfterFor(typ string) time.Duration {
+	if standing[typ] && t.closeAfter < StandingCloseAfter {
+		return StandingCloseAfter
+	}
+	return t.closeAfter
+}
+
+// NewTracker returns a tracker that closes an incident after closeAfter
+// without evidence (StandingCloseAfter for standing conditions).
 func NewTracker(closeAfter time.Duration) *Tracker {
 	return &Tracker{closeAfter: closeAfter, open: make(map[Target]*incident)}
 }
@@ -133,7 +152,7 @@ func (t *Tracker) Flush(now time.Time) []Anomaly {
 	var out []Anomaly
 	for tg, in := range t.open {
 		switch {
-		case now.Sub(in.last) >= t.closeAfter:
+		case now.Sub(in.last) >= t.closeAfterFor(tg.Type):
 			in.a.State = Closed
 			in.a.Event = EventClosed
 			in.a.Updated = now
@@ -164,8 +183,8 @@ func (t *Tracker) Flush(now time.Time) []Anomaly {
 // CloseAll closes every open incident at now (end of input), ordered like
 // Flush.
 func (t *Tracker) CloseAll(now time.Time) []Anomaly {
-	for _, in := range t.open {
-		in.last = now.Add(-t.closeAfter)
+	for tg, in := range t.open {
+		in.last = now.Add(-t.closeAfterFor(tg.Type))
 	}
 	return t.Flush(now)
 }

@@ -71,3 +71,28 @@ func TestClientScopedTarget(t *testing.T) {
 		t.Fatal("endpoint incidents must split per endpoint")
 	}
 }
+
+// A zombie endpoint called a few times an hour is one incident, not one
+// per quiet spell; an event such as a rate spike still closes quickly.
+func TestStandingConditionsStayOpen(t *testing.T) {
+	tr := NewTracker(10 * time.Minute)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	opened := 0
+	for h := 0; h < 12; h++ {
+		at := t0.Add(time.Duration(h) * time.Hour)
+		if _, isNew := tr.Raise(Anomaly{Type: TypeZombieCall, Host: "h", Method: "GET", Path: "/v1/x", Start: at}); isNew {
+			opened++
+		}
+		if _, isNew := tr.Raise(Anomaly{Type: TypeRateSpike, Host: "h", Method: "GET", Path: "/v2/x", Start: at}); isNew {
+			opened++
+		}
+		tr.Flush(at.Add(30 * time.Minute))
+	}
+	if opened != 13 { // one zombie incident, twelve separate spikes
+		t.Fatalf("%d incidents opened, want 13", opened)
+	}
+	closed := tr.Flush(t0.Add(12*time.Hour + StandingCloseAfter))
+	if len(closed) != 1 || closed[0].Type != TypeZombieCall || closed[0].State != Closed {
+		t.Fatalf("after a quiet day: %+v", closed)
+	}
+}
