@@ -20,7 +20,6 @@ package detect
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -429,13 +428,4 @@ func details(kv ...string) map[string]string {
 		m[kv[i]] = kv[i+1]
 	}
 	return m
-}
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

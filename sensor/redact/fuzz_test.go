@@ -32,7 +32,7 @@ func FuzzRedact(f *testing.F) {
 		if _, c, ok := strings.Cut(cred, " "); ok {
 			cred = strings.TrimSpace(c)
 		}
-		if len(cred) >= 8 && strings.Trim(cred, "0123456789abcdef:pfjwt. ") != "" && strings.Contains(tx.RequestHeaders[0].Value, cred) {
+		if len(cred) >= 8 && strings.Trim(cred, "0123456789abcdef:pjwt. ") != "" && strings.Contains(tx.RequestHeaders[0].Value, cred) {
 			t.Fatalf("credential %q survived: %q", cred, tx.RequestHeaders[0].Value)
 		}
 		if json.Valid([]byte(body)) {

@@ -174,13 +174,6 @@ func (r *Redactor) secretParam(name string) bool {
 	return false
 }
 
-// fingerprint returns "fp:" and the hex of the first 8 bytes of the HMAC.
-func (r *Redactor) fingerprint(secret string) string {
-	var out [3 + 16]byte
-	r.appendFP(out[:0], secret)
-	return string(out[:])
-}
-
 func (r *Redactor) appendFP(b []byte, secret string) []byte {
 	var mac hash.Hash
 	select {
