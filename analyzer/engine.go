@@ -800,6 +800,34 @@ func (e *Engine) Diff(host string) (Diff, error) {
 				d.Drift = append(d.Drift, fmt.Sprintf("%s: undocumented query parameter %q", key, q))
 			}
 		}
+		req, resp := ep.Fields()
+		for _, f := range []struct {
+			dir      string
+			seen     map[string]string
+			document map[string]bool
+		}{{"request", req, ref.op.ReqFields}, {"response", resp, ref.op.RespFields}} {
+			if f.document == nil {
+				continue // the spec gives no schema to compare with
+			}
+			n := 0
+			for _, p := range sortedKeys(f.seen) {
+				if spec.Documents(f.document, p) {
+					continue
+				}
+				if n++; n > maxDriftFields {
+					d.Drift = append(d.Drift, fmt.Sprintf("%s: more undocumented %s fields", key, f.dir))
+					break
+				}
+				d.Drift = append(d.Drift, fmt.Sprintf("%s: undocumented %s field %s (%s)", key, f.dir, p, f.seen[p]))
+			}
+		}
+		if len(ref.op.RespTypes) > 0 {
+			for _, ct := range ep.ContentTypes() {
+				if !mediaDocumented(ref.op.RespTypes, ct) {
+					d.Drift = append(d.Drift, fmt.Sprintf("%s: undocumented response content type %s", key, ct))
+				}
+			}
+		}
 		without, _ := ep.UnauthenticatedSuccess()
 		if len(ref.op.Security) > 0 && without > 0 {
 			d.Drift = append(d.Drift, fmt.Sprintf("%s: %d successful calls without the credentials the spec requires", key, without))
@@ -809,6 +837,32 @@ func (e *Engine) Diff(host string) (Diff, error) {
 		sort.Strings(l)
 	}
 	return d, nil
+}
+
+// maxDriftFields bounds the undocumented fields listed per operation and
+// direction.
+const maxDriftFields = 20
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// mediaDocumented matches a media type against documented ones,
+// wildcards (application/*, */*) included.
+func mediaDocumented(documented []string, ct string) bool {
+	for _, d := range documented {
+		d, _, _ = strings.Cut(d, ";")
+		d = strings.TrimSpace(strings.ToLower(d))
+		if d == ct || d == "*/*" || (strings.HasSuffix(d, "/*") && strings.HasPrefix(ct, d[:len(d)-1])) {
+			return true
+		}
+	}
+	return false
 }
 
 // ChangedEndpoints returns the endpoints updated since the last call and
@@ -831,10 +885,19 @@ func (e *Engine) ChangedEndpoints() []inventory.Endpoint {
 // checkpoint.
 func (e *Engine) Snapshot() ([]byte, error) { return json.Marshal(e.Services()) }
 
-// Restore reloads counters from a checkpoint: endpoints keep their calls,
-// first and last seen, auth and sensitive classes.
+// Restore reloads the inventory from a checkpoint: endpoints keep their
+// templates, calls, first and last seen, auth kinds, sensitive classes,
+// statuses and fields; templates are pinned so the restored inventory
+// does not flap.
 func (e *Engine) Restore(b []byte) error {
-	var svcs []inventory.Service
+	type endpoint struct {
+		inventory.Endpoint
+		Detail inventory.Detail `json:"detail"`
+	}
+	var svcs []struct {
+		inventory.Service
+		Endpoints []endpoint `json:"endpoints"`
+	}
 	if err := json.Unmarshal(b, &svcs); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -849,15 +912,23 @@ func (e *Engine) Restore(b []byte) error {
 				continue
 			}
 			path, _, _ := strings.Cut(ep.Path, "#")
-			if !strings.Contains(path, "{") {
-				s.tree.Observe(path)
-			} else {
-				s.tree.Pin(path)
+			if ep.Protocol != "grpc" && ep.Protocol != "tls" {
+				if !strings.Contains(path, "{") {
+					s.tree.Observe(path)
+				} else {
+					s.tree.Pin(path)
+				}
+			}
+			key := ep.Method + " " + ep.Path
+			if _, dup := s.endpoints[key]; dup {
+				continue
 			}
 			st := inventory.NewEndpointState(sv.Host, ep.Method, ep.Path, ep.Protocol, ep.FirstSeen)
-			st.Calls, st.LastSeen = ep.Calls, ep.LastSeen
+			st.Restore(ep.Endpoint, ep.Detail)
+			st.SetSource(ep.Detail.Template.Source, ep.Detail.Deprecated, ep.Detail.Spec)
 			e.classify(s, st)
-			s.endpoints[ep.Method+" "+ep.Path] = st
+			s.endpoints[key] = st
+			e.m.endpoints.Inc()
 		}
 	}
 	return nil

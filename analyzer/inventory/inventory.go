@@ -127,7 +127,7 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 	}
 	if c.ContentType != "" && len(e.ctypes) < 16 {
 		ct, _, _ := strings.Cut(c.ContentType, ";")
-		e.ctypes[strings.TrimSpace(ct)] = true
+		e.ctypes[strings.ToLower(strings.TrimSpace(ct))] = true
 	}
 	e.auth[c.Auth] = true
 	ok := c.Status >= 200 && c.Status < 400
@@ -285,6 +285,56 @@ func (e *EndpointState) Schemas() (req, resp *schema.Schema) {
 	return e.reqSchema, e.respSchema
 }
 
+// Restore reloads what a checkpoint kept of the endpoint (its snapshot
+// and detail): counts, times, auth kinds, data classes, statuses, content
+// types, query and body fields. Schemas, latencies and clients start
+// again from the traffic that follows.
+func (e *EndpointState) Restore(ep Endpoint, d Detail) {
+	e.Calls, e.FirstSeen, e.LastSeen = ep.Calls, ep.FirstSeen, ep.LastSeen
+	for _, a := range ep.Auth {
+		e.auth[a] = true
+	}
+	for _, c := range ep.Sensitive {
+		e.sensitive[c] = true
+	}
+	if ep.Unauthenticated {
+		e.unauthOK = max(e.unauthOK, 1)
+	}
+	for k, n := range d.Statuses {
+		code := 0
+		for _, c := range k {
+			if c < '0' || c > '9' {
+				code = -1
+				break
+			}
+			code = code*10 + int(c-'0')
+		}
+		if code > 0 {
+			e.statuses[code] += n
+		}
+	}
+	for _, ct := range d.ContentTypes {
+		e.ctypes[ct] = true
+	}
+	for _, m := range []struct{ dst, src map[string]string }{{e.query, d.Query}, {e.params, d.PathParams},
+		{e.reqFields, d.RequestFields}, {e.respFields, d.ResponseFields}, {e.sensFields, d.SensitiveFields}} {
+		for k, v := range m.src {
+			m.dst[k] = v
+		}
+	}
+	for k, share := range d.QueryPresence {
+		e.queryCount[k] = int64(share*float64(ep.Calls) + 0.5)
+	}
+	e.gaps, e.trunc, e.noResp = d.Gaps, d.Truncated, d.NoResponse
+	e.examples = append(e.examples[:0], d.Template.Examples...)
+	for _, a := range d.JWTAlgs {
+		e.jwtAlgs[a] = true
+	}
+	for _, a := range d.JWTIssuers {
+		e.jwtIss[a] = true
+	}
+}
+
 // SetSource records where the template comes from.
 func (e *EndpointState) SetSource(source string, deprecated bool, specName string) {
 	e.source, e.deprecated, e.specName = source, deprecated, specName
@@ -292,6 +342,9 @@ func (e *EndpointState) SetSource(source string, deprecated bool, specName strin
 
 // AuthKinds lists the kinds seen, sorted.
 func (e *EndpointState) AuthKinds() []string { return keys(e.auth) }
+
+// ContentTypes lists the response media types seen, sorted.
+func (e *EndpointState) ContentTypes() []string { return keys(e.ctypes) }
 
 // Statuses returns the status counts.
 func (e *EndpointState) Statuses() map[int]int64 { return e.statuses }

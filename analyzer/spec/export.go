@@ -23,10 +23,10 @@ type Observed struct {
 	RespFields   map[string]string
 	// Schemas inferred from the bodies; they win over the field maps.
 	ReqSchema, RespSchema *schema.Doc
-	ReqType    string
-	RespType   string
-	Auth       []string
-	Deprecated bool
+	ReqType               string
+	RespType              string
+	Auth                  []string
+	Deprecated            bool
 }
 
 // Export builds an OpenAPI 3 document of the endpoints seen for host and

@@ -29,6 +29,81 @@ type Operation struct {
 	Security []string
 	Query    []string
 	Statuses []string
+	// Documented body fields (JSON paths as the inventory writes them,
+	// arrays as []), nil when the spec gives no schema; a path ending in
+	// /* documents everything under it (additionalProperties).
+	ReqFields, RespFields map[string]bool
+	// Documented media types of the request body and the responses.
+	ReqTypes, RespTypes []string
+}
+
+// Documents tells whether the field path is documented in fields.
+func Documents(fields map[string]bool, path string) bool {
+	if fields[path] || path == "/" {
+		return true
+	}
+	for p := path; p != ""; {
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+		if fields[p+"/*"] {
+			return true
+		}
+	}
+	return false
+}
+
+// flatten lists the paths a schema documents.
+func flatten(ref *openapi3.SchemaRef, path string, out map[string]bool, seen map[*openapi3.Schema]bool, depth int) {
+	if ref == nil || ref.Value == nil || depth > 32 {
+		return
+	}
+	sc := ref.Value
+	if seen[sc] {
+		out[path+"/*"] = true // recursive: document the rest as open
+		return
+	}
+	seen[sc] = true
+	defer delete(seen, sc)
+	if path != "" {
+		out[path] = true
+	}
+	for _, group := range []openapi3.SchemaRefs{sc.AllOf, sc.OneOf, sc.AnyOf} {
+		for _, r := range group {
+			if r == nil {
+				continue
+			}
+			flatten(r, path, out, seen, depth+1)
+		}
+	}
+	for name, p := range sc.Properties {
+		flatten(p, path+"/"+name, out, seen, depth+1)
+	}
+	if sc.AdditionalProperties.Schema != nil || (sc.AdditionalProperties.Has != nil && *sc.AdditionalProperties.Has) {
+		out[path+"/*"] = true
+	}
+	if sc.Items != nil {
+		flatten(sc.Items, path+"/[]", out, seen, depth+1)
+	}
+	if sc.Type == nil && len(sc.Properties) == 0 && sc.Items == nil && len(sc.AllOf)+len(sc.OneOf)+len(sc.AnyOf) == 0 {
+		out[path+"/*"] = true // free-form: anything goes
+	}
+}
+
+func content(c openapi3.Content, types *[]string, fields *map[string]bool) {
+	for mt, m := range c {
+		*types = append(*types, mt)
+		if m == nil || m.Schema == nil {
+			continue
+		}
+		if *fields == nil {
+			*fields = map[string]bool{}
+		}
+		flatten(m.Schema, "", *fields, map[*openapi3.Schema]bool{}, 0)
+	}
+	sort.Strings(*types)
 }
 
 // Spec is one loaded document bound to a service.
@@ -131,6 +206,9 @@ func Parse(data []byte) (*Spec, error) {
 	}
 	var basePaths []string
 	for _, srv := range doc.Servers {
+		if srv == nil {
+			continue
+		}
 		u, err := url.Parse(srv.URL)
 		if err != nil {
 			continue
@@ -154,7 +232,13 @@ func Parse(data []byte) (*Spec, error) {
 	}
 	if doc.Paths != nil {
 		for path, item := range doc.Paths.Map() {
+			if item == nil {
+				continue
+			}
 			for method, op := range item.Operations() {
+				if op == nil {
+					continue
+				}
 				o := Operation{Method: strings.ToUpper(method), Path: base + path, Deprecated: op.Deprecated, Security: defSec}
 				if op.Security != nil {
 					o.Security = []string{}
@@ -165,15 +249,22 @@ func Parse(data []byte) (*Spec, error) {
 					}
 				}
 				for _, p := range append(item.Parameters, op.Parameters...) {
-					if p.Value != nil && p.Value.In == "query" {
+					if p != nil && p.Value != nil && p.Value.In == "query" {
 						o.Query = append(o.Query, p.Value.Name)
 					}
 				}
+				if op.RequestBody != nil && op.RequestBody.Value != nil {
+					content(op.RequestBody.Value.Content, &o.ReqTypes, &o.ReqFields)
+				}
 				if op.Responses != nil {
-					for code := range op.Responses.Map() {
+					for code, r := range op.Responses.Map() {
 						o.Statuses = append(o.Statuses, code)
+						if r != nil && r.Value != nil && (strings.HasPrefix(code, "2") || code == "default") {
+							content(r.Value.Content, &o.RespTypes, &o.RespFields)
+						}
 					}
 				}
+				o.RespTypes = dedupe(o.RespTypes)
 				sort.Strings(o.Statuses)
 				s.Ops = append(s.Ops, o)
 			}
@@ -186,6 +277,17 @@ func Parse(data []byte) (*Spec, error) {
 		return s.Ops[i].Method < s.Ops[j].Method
 	})
 	return s, nil
+}
+
+func dedupe(l []string) []string {
+	sort.Strings(l)
+	out := l[:0]
+	for i, x := range l {
+		if i == 0 || x != l[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func yamlToJSON(data []byte) ([]byte, error) {
