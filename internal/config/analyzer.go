@@ -30,6 +30,11 @@ type AnalyzerConfig struct {
 	DisabledDetectors []string `yaml:"disabled_detectors" help:"detector names to turn off"`
 	// TrustedCleartext lists CIDRs where cleartext credentials are accepted.
 	TrustedCleartext []string `yaml:"trusted_cleartext" help:"CIDRs where cleartext credentials are not a finding"`
+	// CheckpointInterval is how often the state of the services a Kafka
+	// partition carries is saved to the result store; offsets are
+	// committed only as far as a checkpoint covers, so a restart re-reads
+	// at most this much.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval" help:"how often the analyzer saves its state to the store (restart and rebalance resume from it)"`
 	// Out is where `apiscout analyze` writes its results.
 	Out string `yaml:"out" help:"output directory of apiscout analyze"`
 }
@@ -42,6 +47,7 @@ func defaultAnalyzer() AnalyzerConfig {
 		LearningPeriod:         24 * time.Hour,
 		MinSupport:             50,
 		MaxClients:             200000,
+		CheckpointInterval:     30 * time.Second,
 		Out:                    "apiscout-out",
 	}
 }
@@ -50,6 +56,9 @@ func (a *AnalyzerConfig) validate() error {
 	var errs []error
 	if a.MaxEndpointsPerService < 1 {
 		errs = append(errs, fmt.Errorf("analyzer.max_endpoints_per_service: %d, want at least 1", a.MaxEndpointsPerService))
+	}
+	if a.CheckpointInterval < time.Second {
+		errs = append(errs, fmt.Errorf("analyzer.checkpoint_interval: %s, want at least 1s", a.CheckpointInterval))
 	}
 	if a.MinSupport < 0 {
 		errs = append(errs, fmt.Errorf("analyzer.min_support: %d is negative", a.MinSupport))
