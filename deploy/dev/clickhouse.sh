@@ -14,6 +14,13 @@
 #   CLICKHOUSE_DIR        folder (default ${TMPDIR:-/tmp}/apiscout-clickhouse)
 #   CLICKHOUSE_TCP_PORT   native protocol port (default 19000)
 #   CLICKHOUSE_HTTP_PORT  HTTP port (default 18123)
+#   CLICKHOUSE_TLS_PORT   native protocol over TLS (default 19440; 0: none)
+#
+# With openssl on the PATH, up makes a throwaway CA, a server certificate
+# for localhost and 127.0.0.1 and a client certificate in $dir/tls (kept
+# across stop/up) and serves TLS on CLICKHOUSE_TLS_PORT. Client
+# certificates are asked for, not required ("relaxed"): a client without
+# one connects, one with a certificate the CA did not sign is refused.
 #
 # The server binary is Debian's clickhouse-server (.ci/run installs it).
 set -euo pipefail
@@ -21,7 +28,9 @@ set -euo pipefail
 dir=${CLICKHOUSE_DIR:-${TMPDIR:-/tmp}/apiscout-clickhouse}
 tcp=${CLICKHOUSE_TCP_PORT:-19000}
 http=${CLICKHOUSE_HTTP_PORT:-18123}
+tlsport=${CLICKHOUSE_TLS_PORT:-19440}
 pidfile=$dir/clickhouse.pid
+tls=$dir/tls
 
 server_bin() {
 	local b
@@ -51,8 +60,58 @@ answers() {
 	[[ $r == *Ok.* ]]
 }
 
+# make_certs writes the CA, the server's and a client's key and
+# certificate into $tls once; without openssl the server has no TLS port.
+make_certs() {
+	[ "$tlsport" != 0 ] || return 1
+	[ -s "$tls/server.pem" ] && return 0
+	if ! command -v openssl >/dev/null 2>&1; then
+		echo "clickhouse.sh: openssl not found: no TLS port (apt-get install openssl, or run .ci/run)" >&2
+		return 1
+	fi
+	mkdir -p "$tls"
+	(
+		cd "$tls"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=apiscout test CA" \
+			-keyout ca.key -out ca.pem 2>/dev/null
+		printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+		printf 'extendedKeyUsage=clientAuth\n' >client.ext
+		for n in server client; do
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=apiscout test $n" -keyout $n.key -out $n.csr 2>/dev/null
+			openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+				-extfile $n.ext -out $n.pem 2>/dev/null
+			rm -f $n.csr $n.ext
+		done
+		# Throwaway test keys: the tests, which may run as another user
+		# than the server, read the client's.
+		chmod 0644 client.key
+	)
+}
+
+# tls_config is the config.xml part for TLS, empty without certificates.
+tls_config() {
+	make_certs || return 0
+	cat <<EOF
+    <tcp_port_secure>$tlsport</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$tls/server.pem</certificateFile>
+            <privateKeyFile>$tls/server.key</privateKeyFile>
+            <caConfig>$tls/ca.pem</caConfig>
+            <verificationMode>relaxed</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
 write_config() {
 	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+	local tlsxml
+	tlsxml=$(tls_config)
 	# <yandex> is the root element 18.16 knows; current servers accept it too.
 	cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
@@ -67,6 +126,7 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$tcp</tcp_port>
     <http_port>$http</http_port>
+$tlsxml
     <path>$dir/data/</path>
     <tmp_path>$dir/tmp/</tmp_path>
     <user_files_path>$dir/user_files/</user_files_path>
@@ -146,7 +206,11 @@ up() {
 			if [ ! -s "$pidfile" ]; then
 				pgrep -f -- "--config-file=$dir/config.xml" | tail -n 1 >"$pidfile" || true
 			fi
-			echo "clickhouse: up on 127.0.0.1:$tcp (http $http, dir $dir)"
+			local secure=""
+			if [ "$tlsport" != 0 ] && [ -s "$tls/server.pem" ]; then
+				secure=", tls $tlsport"
+			fi
+			echo "clickhouse: up on 127.0.0.1:$tcp (http $http$secure, dir $dir)"
 			return
 		fi
 		if [ "$i" -gt 10 ] && ! running && ! jobs %1 >/dev/null 2>&1; then
@@ -189,7 +253,15 @@ stop)
 	stop
 	echo "clickhouse: stopped (data kept in $dir)"
 	;;
-env) echo "export APISCOUT_TEST_CLICKHOUSE=127.0.0.1:$tcp" ;;
+env)
+	echo "export APISCOUT_TEST_CLICKHOUSE=127.0.0.1:$tcp"
+	if [ "$tlsport" != 0 ] && [ -s "$tls/ca.pem" ]; then
+		echo "export APISCOUT_TEST_CLICKHOUSE_TLS=127.0.0.1:$tlsport"
+		echo "export APISCOUT_TEST_CLICKHOUSE_CA=$tls/ca.pem"
+		echo "export APISCOUT_TEST_CLICKHOUSE_CLIENT_CERT=$tls/client.pem"
+		echo "export APISCOUT_TEST_CLICKHOUSE_CLIENT_KEY=$tls/client.key"
+	fi
+	;;
 status) answers ;;
 *)
 	echo "usage: $0 up|down|stop|env|status" >&2

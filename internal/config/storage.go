@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -17,7 +18,14 @@ type StorageConfig struct {
 	ClickHouseDatabase string   `yaml:"clickhouse_database" help:"ClickHouse database"`
 	ClickHouseUser     string   `yaml:"clickhouse_user" help:"ClickHouse user"`
 	ClickHousePassword string   `yaml:"clickhouse_password" help:"ClickHouse password (prefer the environment variable)"`
-	ClickHouseTLS      bool     `yaml:"clickhouse_tls" help:"connect to ClickHouse with TLS"`
+	ClickHouseTLS      bool     `yaml:"clickhouse_tls" help:"connect to ClickHouse with TLS (the server's tcp_port_secure, usually 9440)"`
+	// ClickHouseTLSCA replaces the system's roots (a private CA);
+	// ClickHouseTLSServerName is the name the certificate must carry when
+	// it is not the address's host. Cert and key are the client's (mTLS).
+	ClickHouseTLSCA         string `yaml:"clickhouse_tls_ca" help:"CA bundle for the ClickHouse server's certificate (empty: the system's roots)"`
+	ClickHouseTLSServerName string `yaml:"clickhouse_tls_server_name" help:"name the ClickHouse server's certificate must carry (empty: the host of clickhouse_addr)"`
+	ClickHouseTLSCert       string `yaml:"clickhouse_tls_cert" help:"client certificate for ClickHouse (mTLS)"`
+	ClickHouseTLSKey        string `yaml:"clickhouse_tls_key" help:"client key for ClickHouse (mTLS)"`
 	// ClickHouseCompression of the native protocol.
 	ClickHouseCompression string        `yaml:"clickhouse_compression" help:"ClickHouse wire compression: lz4, zstd or none (none: less CPU on a local or LAN server)"`
 	BatchSize             int           `yaml:"batch_size" help:"rows per insert batch"`
@@ -100,5 +108,49 @@ func (s *StorageConfig) validate() error {
 	if s.Kind == "embedded" && s.Path == "" {
 		errs = append(errs, errors.New("storage.path: empty, want the embedded store's file"))
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.validateTLS()...)...)
+}
+
+func (s *StorageConfig) validateTLS() []error {
+	var errs []error
+	if (s.ClickHouseTLSCert == "") != (s.ClickHouseTLSKey == "") {
+		errs = append(errs, errors.New("storage.clickhouse_tls_cert and storage.clickhouse_tls_key: set both or neither"))
+	}
+	for _, f := range []struct{ key, val string }{
+		{"storage.clickhouse_tls_ca", s.ClickHouseTLSCA},
+		{"storage.clickhouse_tls_server_name", s.ClickHouseTLSServerName},
+		{"storage.clickhouse_tls_cert", s.ClickHouseTLSCert},
+		{"storage.clickhouse_tls_key", s.ClickHouseTLSKey},
+	} {
+		if f.val == "" {
+			continue
+		}
+		// Silently connecting in plain text would send the password in it.
+		if !s.ClickHouseTLS {
+			errs = append(errs, fmt.Errorf("%s: set, but storage.clickhouse_tls is false", f.key))
+			continue
+		}
+		if f.key == "storage.clickhouse_tls_server_name" {
+			continue
+		}
+		if err := readable(f.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	return errs
+}
+
+// readable reports whether path is a file this process can read.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return err
+	} else if st.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	return nil
 }

@@ -19,11 +19,13 @@ package clickhouse
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -42,7 +44,16 @@ type Options struct {
 	Database string   // created by Migrate
 	User     string
 	Password string
-	TLS      bool
+	// TLS connects to the server's secure port; the rest of the TLS
+	// settings apply only with it.
+	TLS bool
+	// TLSCA is a PEM bundle that replaces the system's roots.
+	TLSCA string
+	// TLSServerName is the name the server's certificate must carry
+	// (default: the host of each address).
+	TLSServerName string
+	// TLSCert and TLSKey are the client's certificate and key (mTLS).
+	TLSCert, TLSKey string
 	// BatchSize is the most rows per INSERT (default 50000: ~10 MB of
 	// transaction metadata; larger batches insert faster and hold more
 	// memory).
@@ -77,6 +88,10 @@ func OptionsFromConfig(c config.StorageConfig) Options {
 		User:               c.ClickHouseUser,
 		Password:           c.ClickHousePassword,
 		TLS:                c.ClickHouseTLS,
+		TLSCA:              c.ClickHouseTLSCA,
+		TLSServerName:      c.ClickHouseTLSServerName,
+		TLSCert:            c.ClickHouseTLSCert,
+		TLSKey:             c.ClickHouseTLSKey,
 		BatchSize:          c.BatchSize,
 		SampleTransactions: c.SampleTransactions,
 		StoreBodies:        c.StoreBodies,
@@ -209,7 +224,10 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 	if len(opts.Addr) == 0 {
 		return nil, errors.New("clickhouse: storage.clickhouse_addr is empty")
 	}
-	var compression *ch.Compression
+	var (
+		compression *ch.Compression
+		err         error
+	)
 	switch opts.Compression {
 	case "lz4":
 		compression = &ch.Compression{Method: ch.CompressionLZ4}
@@ -230,8 +248,8 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 		ConnMaxLifetime: time.Hour,
 		Compression:     compression,
 	}
-	if opts.TLS {
-		chOpts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if chOpts.TLS, err = tlsConfig(opts); err != nil {
+		return nil, err
 	}
 	conn, err := ch.Open(chOpts)
 	if err != nil {
@@ -240,7 +258,11 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 	sv, err := conn.ServerVersion()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("clickhouse connect %s: %w (is the server up? make clickhouse-up starts one on 127.0.0.1:19000)", strings.Join(opts.Addr, ","), err)
+		hint := "is the server up? make clickhouse-up starts one on 127.0.0.1:19000"
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			hint = "check storage.clickhouse_tls_ca and storage.clickhouse_tls_server_name"
+		}
+		return nil, fmt.Errorf("clickhouse connect %s: %w (%s)", strings.Join(opts.Addr, ","), err, hint)
 	}
 	s := &Store{
 		conn:     conn,
@@ -259,6 +281,35 @@ func Open(ctx context.Context, opts Options, migrate bool, log *zap.Logger, reg 
 		}
 	}
 	return s, nil
+}
+
+// tlsConfig builds the client's TLS settings, nil without TLS. Errors
+// name the configuration key to fix.
+func tlsConfig(o Options) (*tls.Config, error) {
+	if !o.TLS {
+		return nil, nil
+	}
+	// An empty ServerName is filled from each address by the dialer.
+	t := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
+	if o.TLSCA != "" {
+		pem, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: storage.clickhouse_tls_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("clickhouse: storage.clickhouse_tls_ca: no PEM certificate in %s", o.TLSCA)
+		}
+		t.RootCAs = pool
+	}
+	if o.TLSCert != "" || o.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: storage.clickhouse_tls_cert/storage.clickhouse_tls_key: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
 }
 
 // Features reports what the connected server supports.
