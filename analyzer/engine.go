@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -635,37 +636,41 @@ func (e *Engine) Services() []inventory.Service {
 	sort.Strings(hosts)
 	out := make([]inventory.Service, 0, len(hosts))
 	for _, h := range hosts {
-		s := e.services[h]
-		svc := inventory.Service{Host: h, FirstSeen: s.first, LastSeen: s.last, Calls: s.calls,
-			Addresses: sortedAddrs(s.addrs), Mirrors: sortedSet(s.mirrors)}
-		if s.spec != nil {
-			svc.Spec = s.spec.File
-		}
-		for _, ep := range s.endpoints {
-			svc.Endpoints = append(svc.Endpoints, ep.Snapshot())
-		}
-		for _, ref := range s.ops {
-			if ref.seen {
-				continue
-			}
-			orphan := inventory.Endpoint{Service: h, Method: ref.op.Method, Path: ref.op.Path,
-				Classification: inventory.Orphan, Auth: []string{}, Sensitive: []string{},
-				Detail: inventory.Detail{Template: inventory.TemplateEvidence{Source: "spec", Confidence: 1}, Deprecated: ref.op.Deprecated, Spec: s.spec.File}}
-			svc.Endpoints = append(svc.Endpoints, orphan)
-		}
-		sort.Slice(svc.Endpoints, func(i, j int) bool {
-			a, b := svc.Endpoints[i], svc.Endpoints[j]
-			if a.Path != b.Path {
-				return a.Path < b.Path
-			}
-			return a.Method < b.Method
-		})
-		for _, ep := range svc.Endpoints {
-			svc.RiskScore = max(svc.RiskScore, ep.RiskScore)
-		}
-		out = append(out, svc)
+		out = append(out, e.view(h, e.services[h]))
 	}
 	return out
+}
+
+// view renders one service with its endpoints.
+func (e *Engine) view(h string, s *service) inventory.Service {
+	svc := inventory.Service{Host: h, FirstSeen: s.first, LastSeen: s.last, Calls: s.calls,
+		Addresses: sortedAddrs(s.addrs), Mirrors: sortedSet(s.mirrors)}
+	if s.spec != nil {
+		svc.Spec = s.spec.File
+	}
+	for _, ep := range s.endpoints {
+		svc.Endpoints = append(svc.Endpoints, ep.Snapshot())
+	}
+	for _, ref := range s.ops {
+		if ref.seen {
+			continue
+		}
+		orphan := inventory.Endpoint{Service: h, Method: ref.op.Method, Path: ref.op.Path,
+			Classification: inventory.Orphan, Auth: []string{}, Sensitive: []string{},
+			Detail: inventory.Detail{Template: inventory.TemplateEvidence{Source: "spec", Confidence: 1}, Deprecated: ref.op.Deprecated, Spec: s.spec.File}}
+		svc.Endpoints = append(svc.Endpoints, orphan)
+	}
+	sort.Slice(svc.Endpoints, func(i, j int) bool {
+		a, b := svc.Endpoints[i], svc.Endpoints[j]
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Method < b.Method
+	})
+	for _, ep := range svc.Endpoints {
+		svc.RiskScore = max(svc.RiskScore, ep.RiskScore)
+	}
+	return svc
 }
 
 func sortedAddrs(m map[netip.Addr]struct{}) []string {
@@ -885,6 +890,33 @@ func (e *Engine) ChangedEndpoints() []inventory.Endpoint {
 // checkpoint.
 func (e *Engine) Snapshot() ([]byte, error) { return json.Marshal(e.Services()) }
 
+// SnapshotServices serialises the named services alone (those a Kafka
+// partition carries), in the form Restore reads; unknown hosts are left
+// out.
+func (e *Engine) SnapshotServices(hosts []string) ([]byte, error) {
+	sorted := slices.Clone(hosts)
+	sort.Strings(sorted)
+	out := make([]inventory.Service, 0, len(sorted))
+	for _, h := range slices.Compact(sorted) {
+		if s := e.services[h]; s != nil {
+			out = append(out, e.view(h, s))
+		}
+	}
+	return json.Marshal(out)
+}
+
+// Forget drops the named services' inventory, so that a checkpoint of
+// them can be restored in its place: the state of a partition another
+// analyzer owned for a while is stale here.
+func (e *Engine) Forget(hosts []string) {
+	for _, h := range hosts {
+		if s := e.services[h]; s != nil {
+			e.m.endpoints.Sub(float64(len(s.endpoints)))
+			delete(e.services, h)
+		}
+	}
+}
+
 // Restore reloads the inventory from a checkpoint: endpoints keep their
 // templates, calls, first and last seen, auth kinds, sensitive classes,
 // statuses and fields; templates are pinned so the restored inventory
@@ -907,6 +939,14 @@ func (e *Engine) Restore(b []byte) error {
 			continue
 		}
 		s.calls, s.last = sv.Calls, sv.LastSeen
+		for _, a := range sv.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				s.addrs[ip] = struct{}{}
+			}
+		}
+		for _, m := range sv.Mirrors {
+			s.mirrors[m] = true
+		}
 		for _, ep := range sv.Endpoints {
 			if ep.Classification == inventory.Orphan {
 				continue

@@ -39,6 +39,10 @@ type Record struct {
 	// Origin is where the producer put the record (zero when the record
 	// came without an origin header).
 	Origin wire.Origin
+	// Generation counts the consumer-group generations this consumer has
+	// joined, as of the batch the record came in: when it changes,
+	// partitions may have moved between analyzers.
+	Generation int64
 	// Lost is how many Kafka records of this producer's partition
 	// sequence never arrived just before this one (a pack counts once):
 	// the loss travels with the data, so the analyzer can tell "quiet"
@@ -53,6 +57,16 @@ type Record struct {
 // tolerate seeing records again (the transaction id is stable).
 type Handler interface {
 	Handle(ctx context.Context, batch []Record) error
+}
+
+// Durable is implemented by a Handler whose applied state becomes
+// durable later than Handle returns (an analyzer that checkpoints its
+// in-memory state every so often). Run then commits each partition no
+// further than the offset Durable reports for it (the first record the
+// durable state does not reflect), and commits nothing for a partition
+// Durable leaves out.
+type Durable interface {
+	Durable() map[int]int64
 }
 
 // Header names the consumer adds to dead letters.
@@ -99,6 +113,11 @@ type Consumer struct {
 	seed    maphash.Seed
 	streams map[streamKey]uint64 // next expected per-partition sequence
 	lag     map[int]int64
+	// generation counts group generations (kafka-go's rebalance counter
+	// resets on each read, so it is summed here); committed is the
+	// offset last committed per partition for a Durable handler.
+	generation int64
+	committed  map[int]int64
 }
 
 type metrics struct {
@@ -172,7 +191,7 @@ func New(cfg config.KafkaConfig, opts Options, log *zap.Logger, reg prometheus.R
 	c := &Consumer{cfg: cfg, opts: opts, log: log, r: r, m: m,
 		dlq: &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DeadLetterTopic, RequiredAcks: kafka.RequireAll,
 			Transport: tr, AllowAutoTopicCreation: true, BatchTimeout: 10 * time.Millisecond},
-		streams: map[streamKey]uint64{}, lag: map[int]int64{}, seed: maphash.MakeSeed()}
+		streams: map[streamKey]uint64{}, lag: map[int]int64{}, committed: map[int]int64{}, seed: maphash.MakeSeed()}
 	return c, nil
 }
 
@@ -224,6 +243,9 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		if len(msgs) == 0 {
 			continue
 		}
+		// After the fetch: a rebalance is counted before the new
+		// generation's first message can be fetched.
+		c.generation += c.r.Stats().Rebalances
 		batch, dead := c.decode(msgs)
 		if len(dead) > 0 {
 			if err := c.dlq.WriteMessages(ctx, dead...); err != nil {
@@ -236,15 +258,46 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				return fmt.Errorf("applying a batch (its offsets stay uncommitted): %w", err)
 			}
 		}
-		if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+		if err := c.commit(ctx, h, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("commit: %w", err)
 		}
-		c.m.commits.Inc()
 		c.updateLag(msgs)
 	}
+	return nil
+}
+
+// commit commits the batch's offsets, or for a Durable handler those its
+// durable state covers.
+func (c *Consumer) commit(ctx context.Context, h Handler, msgs []kafka.Message) error {
+	d, ok := h.(Durable)
+	if !ok {
+		if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+			return err
+		}
+		c.m.commits.Inc()
+		return nil
+	}
+	var commits []kafka.Message
+	for p, off := range d.Durable() {
+		if prev, ok := c.committed[p]; ok && off <= prev {
+			continue
+		}
+		// kafka-go commits a message's offset plus one.
+		commits = append(commits, kafka.Message{Topic: c.cfg.Topic, Partition: p, Offset: off - 1})
+	}
+	if len(commits) == 0 {
+		return nil
+	}
+	if err := c.r.CommitMessages(ctx, commits...); err != nil {
+		return err
+	}
+	for _, m := range commits {
+		c.committed[m.Partition] = m.Offset + 1
+	}
+	c.m.commits.Inc()
 	return nil
 }
 
@@ -302,7 +355,7 @@ func (c *Consumer) decode(msgs []kafka.Message) ([]Record, []kafka.Message) {
 	var nt, nh int
 	for i := range msgs {
 		m := &msgs[i]
-		base := Record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key)}
+		base := Record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Generation: c.generation}
 		if v := header(m, wire.HeaderOrigin); v != nil {
 			base.Origin, _ = wire.DecodeOrigin(v) // a bad origin only loses gap checking
 		}

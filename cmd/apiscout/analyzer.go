@@ -15,6 +15,7 @@ import (
 	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/api"
 	"github.com/apiscout/apiscout/analyzer/api/storeread"
+	"github.com/apiscout/apiscout/analyzer/checkpoint"
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/detect"
 	"github.com/apiscout/apiscout/analyzer/inventory"
@@ -85,7 +86,16 @@ type analysis struct {
 	// latency) for the charts, by packet time.
 	minutes *minutes.Aggregator
 	latest  time.Time
+	// keep checkpoints the engine's state per partition (nil: none).
+	keep *checkpoint.Keeper
 }
+
+// durableAnalysis is the analysis of the distributed analyzer: Kafka
+// offsets are committed as far as its checkpoints cover
+// (consume.Durable).
+type durableAnalysis struct{ *analysis }
+
+func (d durableAnalysis) Durable() map[int]int64 { return d.keep.Durable() }
 
 // lastCaller is the engine's report of the endpoint a call was counted on.
 type lastCaller interface {
@@ -114,6 +124,15 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 	var txs []*wire.Transaction
 	var anoms []anomaly.Anomaly
 	for _, r := range batch {
+		if a.keep != nil {
+			fresh, err := a.keep.Admit(ctx, r.Partition, r.Offset, r.Index, r.Generation)
+			if err != nil {
+				return fmt.Errorf("restore state: %w", err)
+			}
+			if !fresh {
+				continue
+			}
+		}
 		if r.Tx == nil {
 			continue
 		}
@@ -122,6 +141,9 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 		if lc, ok := a.eng.(lastCaller); ok {
 			if svc, m, p, unauth, ok := lc.LastCall(); ok {
 				a.minutes.Add(svc, m, p, r.Tx, unauth)
+				if a.keep != nil {
+					a.keep.Applied(r.Partition, svc)
+				}
 			}
 		}
 		if r.Tx.RequestStart.After(a.latest) {
@@ -142,7 +164,16 @@ func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
 	if err := a.writeStats(ctx, a.minutes.Complete(a.latest)); err != nil {
 		return err
 	}
-	return a.flushInventory(ctx)
+	if err := a.flushInventory(ctx); err != nil {
+		return err
+	}
+	if a.keep != nil && a.keep.Due() {
+		// Only now: a checkpoint claims every result before it is stored.
+		if err := a.keep.Save(ctx); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+	}
+	return nil
 }
 
 func (a *analysis) writeStats(ctx context.Context, stats []storage.EndpointMinute) error {
@@ -171,7 +202,31 @@ func (a *analysis) Close(ctx context.Context) error {
 			return fmt.Errorf("store anomalies: %w", err)
 		}
 	}
-	return a.flushInventory(ctx)
+	if err := a.flushInventory(ctx); err != nil {
+		return err
+	}
+	return a.saveState(ctx)
+}
+
+// saveState saves the checkpoints of what changed since the last save.
+func (a *analysis) saveState(ctx context.Context) error {
+	if a.keep == nil {
+		return nil
+	}
+	if err := a.keep.Save(ctx); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// newKeeper keeps eng's state in store, under topic's name.
+func newKeeper(a *app, eng *lockedEngine, store any, topic string) (*checkpoint.Keeper, error) {
+	cs, ok := store.(checkpoint.Store)
+	if !ok {
+		return nil, fmt.Errorf("storage.kind %s: the store cannot keep checkpoints", a.cfg.Storage.Kind)
+	}
+	return checkpoint.New(eng, cs, checkpoint.Options{Topic: topic, Interval: a.cfg.Analyzer.CheckpointInterval,
+		Log: a.log.Named("checkpoint"), Reg: a.reg})
 }
 
 // flushInventory writes the endpoints changed since the last flush and
@@ -282,9 +337,22 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	a.log.Info("analyzer started", zap.String("ui", addr), zap.String("group", a.cfg.Kafka.Group), zap.String("topic", a.cfg.Kafka.Topic))
-	err = cons.Run(ctx, newAnalysis(eng, store, a.log))
+	keep, err := newKeeper(a, eng, store, a.cfg.Kafka.Topic)
+	if err != nil {
+		return err
+	}
+	an := newAnalysis(eng, store, a.log)
+	an.keep = keep
+	err = cons.Run(ctx, durableAnalysis{an})
 	if errors.Is(err, context.Canceled) {
 		err = nil
+	}
+	if err == nil {
+		// Offsets past the last checkpoint stay uncommitted: the next
+		// owner reads those records again and skips what this saves.
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = an.saveState(sctx)
+		scancel()
 	}
 	cancel()
 	waitUI()
@@ -330,6 +398,25 @@ func (l *lockedEngine) Services() []inventory.Service {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.e.Services()
+}
+
+// SnapshotServices, Restore and Forget serve the checkpoints.
+func (l *lockedEngine) SnapshotServices(hosts []string) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.SnapshotServices(hosts)
+}
+
+func (l *lockedEngine) Restore(b []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.Restore(b)
+}
+
+func (l *lockedEngine) Forget(hosts []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.e.Forget(hosts)
 }
 
 // Close ends the input: open incidents are closed at the last packet time.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apiscout/apiscout/analyzer/api"
 	"github.com/apiscout/apiscout/analyzer/api/storeread"
+	"github.com/apiscout/apiscout/analyzer/checkpoint"
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/inventory"
 	"github.com/apiscout/apiscout/sensor"
@@ -59,7 +60,7 @@ type engineSink struct {
 func (s engineSink) Write(ctx context.Context, txs []*wire.Transaction) error {
 	batch := make([]consume.Record, len(txs))
 	for i, tx := range txs {
-		batch[i] = consume.Record{Tx: tx, Key: tx.Key()}
+		batch[i] = consume.Record{Tx: tx, Key: tx.Key(), Partition: checkpoint.Local}
 	}
 	return s.h.Handle(ctx, batch)
 }
@@ -100,7 +101,18 @@ func runRun(cmd *cobra.Command, _ []string) error {
 	files := len(a.cfg.Sensor.Pcap) > 0
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "apiscout: web UI and REST API on %s\n", addr)
-	p, err := sensor.New(a.cfg.Sensor, a.log.Named("sensor"), a.reg, engineSink{h: newAnalysis(eng, store, a.log)})
+	// The inventory carries on across restarts: the state saved by the
+	// last run is restored before the first packet.
+	keep, err := newKeeper(a, eng, store, "")
+	if err != nil {
+		return err
+	}
+	if err := keep.RestoreLocal(ctx); err != nil {
+		return err
+	}
+	an := newAnalysis(eng, store, a.log)
+	an.keep = keep
+	p, err := sensor.New(a.cfg.Sensor, a.log.Named("sensor"), a.reg, engineSink{h: an})
 	if err != nil {
 		return err
 	}

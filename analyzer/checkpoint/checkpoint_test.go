@@ -1,0 +1,211 @@
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apiscout/apiscout/analyzer"
+	"github.com/apiscout/apiscout/internal/config"
+	"github.com/apiscout/apiscout/storage/embedded"
+	"github.com/apiscout/apiscout/wire"
+)
+
+// analyzerState is one analyzer: an engine and its keeper over a shared
+// store, fed records of partitions as the consumer would hand them over.
+type analyzerState struct {
+	t   *testing.T
+	eng *analyzer.Engine
+	k   *Keeper
+}
+
+func newAnalyzer(t *testing.T, store Store) *analyzerState {
+	t.Helper()
+	eng, err := analyzer.New(analyzer.Options{Config: config.Default().Analyzer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := New(eng, store, Options{Topic: "tx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &analyzerState{t: t, eng: eng, k: k}
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// feed applies the records at offsets [from, to) of part, one
+// transaction each, to host; it returns how many were applied.
+func (a *analyzerState) feed(part int, host string, from, to int64, gen int64) int {
+	a.t.Helper()
+	n := 0
+	for off := from; off < to; off++ {
+		ok, err := a.k.Admit(context.Background(), part, off, 0, gen)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		a.eng.Process(call(host, off))
+		a.k.Applied(part, host)
+		n++
+	}
+	return n
+}
+
+func call(host string, off int64) *wire.Transaction {
+	at := t0.Add(time.Duration(off) * time.Second)
+	return &wire.Transaction{Host: host, Method: "GET", Path: fmt.Sprintf("/items/%d", 1000+off%7), Status: 200,
+		RequestStart: at, ResponseEnd: at.Add(10 * time.Millisecond)}
+}
+
+// calls is the inventory's count of host's calls.
+func (a *analyzerState) calls(host string) int64 {
+	for _, s := range a.eng.Services() {
+		if s.Host == host {
+			return s.Calls
+		}
+	}
+	return 0
+}
+
+func (a *analyzerState) save() {
+	a.t.Helper()
+	if err := a.k.Save(context.Background()); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func openStore(t *testing.T, path string) *embedded.Store {
+	t.Helper()
+	s, err := embedded.Open(context.Background(), embedded.Options{Path: path}, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// A restarted analyzer restores the partition's services and skips what
+// the checkpoint reflects: the counts carry on, none twice.
+func TestRestartResumesWithoutDoubleCounting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	store := openStore(t, path)
+	a := newAnalyzer(t, store)
+	a.feed(0, "shop.example", 0, 10, 1)
+	a.save()
+	if got := a.k.Durable(); got[0] != 10 {
+		t.Fatalf("durable after 10 records: %v, want partition 0 at 10", got)
+	}
+	a.feed(0, "shop.example", 10, 14, 1) // applied, not yet saved: Kafka is not committed past 10
+
+	// The process dies; Kafka hands over everything after the commit (10),
+	// and, as after a crash between a save and its commit, some before.
+	b := newAnalyzer(t, openStore(t, path))
+	if n := b.feed(0, "shop.example", 7, 20, 1); n != 10 {
+		t.Errorf("applied %d records of 7..19 after the restart, want 10 (7..9 are in the checkpoint)", n)
+	}
+	if got := b.calls("shop.example"); got != 20 {
+		t.Errorf("calls after restart: %d, want 20", got)
+	}
+	if len(b.eng.Services()[0].Endpoints) == 0 {
+		t.Errorf("the restored service has no endpoints")
+	}
+}
+
+// A partition that went to another analyzer and came back is restored
+// from the other's checkpoint, not carried on from the stale state here.
+func TestPartitionBackFromAnotherAnalyzer(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	a, b := newAnalyzer(t, store), newAnalyzer(t, store)
+	a.feed(0, "pay.example", 0, 10, 1)
+	a.feed(1, "shop.example", 0, 5, 1)
+	a.save()
+
+	// Generation 2: partition 0 moves to b, which carries on from a's
+	// checkpoint and saves its own.
+	if n := b.feed(0, "pay.example", 10, 15, 2); n != 5 {
+		t.Fatalf("b applied %d of 10..14", n)
+	}
+	if got := b.calls("pay.example"); got != 15 {
+		t.Fatalf("b restored and applied to %d calls, want 15", got)
+	}
+	b.save()
+
+	// a still holds partition 1; partition 0 is not its own in the new
+	// generation: it is neither saved nor committed by a.
+	a.feed(1, "shop.example", 5, 6, 2)
+	a.k.Applied(0, "pay.example") // even if marked changed
+	if d := a.k.Durable(); len(d) != 1 || d[1] != 5 {
+		t.Errorf("a's durable offsets in generation 2: %v, want only partition 1", d)
+	}
+
+	// Generation 3: partition 0 comes back to a.
+	a.feed(0, "pay.example", 15, 16, 3)
+	if got := a.calls("pay.example"); got != 16 {
+		t.Errorf("a's calls after partition 0 came back: %d, want 16 (b's 15 and one)", got)
+	}
+	if got := a.calls("shop.example"); got != 6 {
+		t.Errorf("partition 1's service was disturbed: %d calls, want 6", got)
+	}
+}
+
+// A pack (several transactions in one Kafka record) counts as one
+// offset: the checkpoint covers it whole.
+func TestPacks(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	a := newAnalyzer(t, store)
+	for i := range 3 {
+		if ok, err := a.k.Admit(context.Background(), 2, 40, i, 1); err != nil || !ok {
+			t.Fatalf("record 40/%d: %v %v", i, ok, err)
+		}
+		a.eng.Process(call("api.example", int64(i)))
+		a.k.Applied(2, "api.example")
+	}
+	if ok, _ := a.k.Admit(context.Background(), 2, 40, 1, 1); ok {
+		t.Errorf("record 40/1 admitted twice")
+	}
+	a.save()
+	if d := a.k.Durable(); d[2] != 41 {
+		t.Errorf("durable after pack at 40: %v, want 41", d)
+	}
+}
+
+// Without Kafka the one checkpoint is restored at start and saved again.
+func TestLocal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	a := newAnalyzer(t, openStore(t, path))
+	if err := a.k.RestoreLocal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.feed(Local, "shop.example", 0, 3, 0)
+	a.save()
+	b := newAnalyzer(t, openStore(t, path))
+	if err := b.k.RestoreLocal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.calls("shop.example"); got != 3 {
+		t.Fatalf("restored %d calls, want 3", got)
+	}
+	b.feed(Local, "shop.example", 0, 2, 0) // no offsets: new traffic
+	if got := b.calls("shop.example"); got != 5 {
+		t.Errorf("calls after new traffic: %d, want 5", got)
+	}
+	if len(b.k.Durable()) != 0 {
+		t.Errorf("the local partition has no Kafka offsets to commit: %v", b.k.Durable())
+	}
+}
+
+// A store that cannot be read stops the batch rather than starting from
+// an empty state.
+func TestLoadFailureStopsTheBatch(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	a := newAnalyzer(t, store)
+	store.Close()
+	if ok, err := a.k.Admit(context.Background(), 0, 0, 0, 1); err == nil || ok {
+		t.Errorf("Admit on a closed store: %v %v, want an error", ok, err)
+	}
+}
