@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -45,7 +48,10 @@ type Server struct {
 	routes  []route
 	handler http.Handler
 	tls     bool
-	ui      fs.FS
+	// tlsConfig holds the certificate, loaded by New so that a bad file
+	// fails at start; nil without TLS.
+	tlsConfig *tls.Config
+	ui        fs.FS
 
 	requests *prometheus.CounterVec
 	authFail *prometheus.CounterVec
@@ -94,11 +100,16 @@ func New(o Options) (*Server, error) {
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 12 * time.Hour
 	}
+	tc, err := serverTLS(c)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		opt:   o,
-		guard: newGuard(c, o.Now),
-		tls:   c.TLSCert != "",
-		ui:    web.FS(),
+		opt:       o,
+		guard:     newGuard(c, o.Now),
+		tls:       tc != nil,
+		tlsConfig: tc,
+		ui:        web.FS(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apiscout_api_requests_total",
 			Help: "HTTP requests served by the API and UI, by route pattern and status class.",
@@ -175,7 +186,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	var err error
 	if s.tls {
-		err = srv.ServeTLS(ln, s.opt.Config.TLSCert, s.opt.Config.TLSKey)
+		srv.TLSConfig = s.tlsConfig
+		err = srv.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)
 	}
@@ -183,6 +195,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("ui server: %w", err)
 	}
 	return nil
+}
+
+// serverTLS loads the HTTPS settings, nil when ui.tls_cert is empty.
+// TLS 1.0 and 1.1 are refused: every browser that runs the UI speaks 1.2.
+func serverTLS(c config.UIConfig) (*tls.Config, error) {
+	if c.TLSCert == "" && c.TLSKey == "" {
+		if c.TLSClientCA != "" {
+			return nil, errors.New("ui.tls_client_ca: set, but ui.tls_cert and ui.tls_key are not")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("ui.tls_cert/ui.tls_key: %w", err)
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if c.TLSClientCA != "" {
+		pem, err := os.ReadFile(c.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("ui.tls_client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ui.tls_client_ca: no PEM certificate in %s", c.TLSClientCA)
+		}
+		t.ClientCAs, t.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return t, nil
 }
 
 // outer sets the security headers and, on an open server, refuses Host

@@ -16,6 +16,9 @@ type UIConfig struct {
 	AdminTokens []string `yaml:"admin_tokens" help:"bearer tokens with admin access"`
 	TLSCert     string   `yaml:"tls_cert" help:"certificate for HTTPS"`
 	TLSKey      string   `yaml:"tls_key" help:"key for HTTPS"`
+	// TLSClientCA makes HTTPS clients present a certificate it signed
+	// (mTLS), before and besides the tokens.
+	TLSClientCA string `yaml:"tls_client_ca" help:"CA bundle of client certificates; when set, HTTPS clients must present one it signed (mTLS)"`
 	// SessionTTL is how long a browser session opened with a token lasts.
 	// Each session costs about 200 bytes until it expires.
 	SessionTTL time.Duration `yaml:"session_ttl" help:"lifetime of a browser session opened with a token"`
@@ -37,6 +40,13 @@ func (u *UIConfig) validate() error {
 	var errs []error
 	if (u.TLSCert == "") != (u.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("ui.tls_cert and ui.tls_key: set both or neither"))
+	}
+	if u.TLSClientCA != "" {
+		if u.TLSCert == "" {
+			errs = append(errs, errors.New("ui.tls_client_ca: set, but ui.tls_cert and ui.tls_key are not"))
+		} else if err := readable(u.TLSClientCA); err != nil {
+			errs = append(errs, fmt.Errorf("ui.tls_client_ca: %w", err))
+		}
 	}
 	for _, l := range []struct {
 		key  string
