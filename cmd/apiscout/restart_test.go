@@ -46,38 +46,46 @@ func startChild(t *testing.T, args ...string) *exec.Cmd {
 	return c
 }
 
-// The analyzer is killed with SIGKILL while transactions stream in, and
-// started again: it restores the inventory of its partitions from the
-// checkpoints in ClickHouse, reads again what was not committed, skips
-// what the checkpoints reflect, and ends with every transaction counted
-// exactly once.
-func TestAnalyzerKilledAndRestartedCountsOnce(t *testing.T) {
+// pipelineFixture streams transactions of a few services to a Kafka
+// topic while analyzers, each a process of its own, consume them into a
+// ClickHouse database; counted is the inventory's total of calls.
+type pipelineFixture struct {
+	t       *testing.T
+	args    []string
+	total   int64
+	begin   chan struct{}
+	sent    sync.WaitGroup
+	chAddr  string
+	db      string
+	store   *clickhouse.Store
+	started bool
+}
+
+func newPipelineFixture(t *testing.T, total int) *pipelineFixture {
 	broker := kafkatest.Broker(t)
 	chAddr := os.Getenv("APISCOUT_TEST_CLICKHOUSE")
 	if chAddr == "" {
 		t.Fatal("APISCOUT_TEST_CLICKHOUSE is not set: `make clickhouse-up` and `eval $(deploy/dev/clickhouse.sh env)`, or `make test`")
 	}
 	topic := kafkatest.Topic(t, broker, 4)
-	db := fmt.Sprintf("apiscout_restart_%d", os.Getpid())
-	t.Cleanup(func() { dropStorageTestDatabase(chAddr, db) })
-	args := []string{"analyzer", "--log.level", "warn", "--metrics.listen", "", "--ui.listen", "127.0.0.1:0",
+	f := &pipelineFixture{t: t, total: int64(total), begin: make(chan struct{}), chAddr: chAddr,
+		db: fmt.Sprintf("apiscout_%s_%d", strings.ToLower(strings.NewReplacer("/", "_").Replace(t.Name())), os.Getpid())}
+	t.Cleanup(func() { dropStorageTestDatabase(chAddr, f.db) })
+	f.args = []string{"analyzer", "--log.level", "warn", "--metrics.listen", "", "--ui.listen", "127.0.0.1:0",
 		"--kafka.brokers", broker, "--kafka.topic", topic, "--kafka.group", topic + "-analyzers",
-		"--storage.kind", "clickhouse", "--storage.clickhouse_addr", chAddr, "--storage.clickhouse_database", db,
+		"--storage.kind", "clickhouse", "--storage.clickhouse_addr", chAddr, "--storage.clickhouse_database", f.db,
 		"--storage.migrate", "--storage.flush_interval", "200ms", "--analyzer.checkpoint_interval", "1s"}
-
 	kcfg := config.Default().Kafka
 	kcfg.Brokers, kcfg.Topic = []string{broker}, topic
 	pub, err := publish.New(kcfg, "s1", zap.NewNop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const total, services = 12000, 6
-	var sent sync.WaitGroup
-	sent.Add(1)
-	begin := make(chan struct{})
-	go func() { // a steady stream over several seconds, once the analyzer is up
-		defer sent.Done()
-		<-begin
+	const services = 6
+	f.sent.Add(1)
+	go func() { // a steady stream over several seconds, once an analyzer is up
+		defer f.sent.Done()
+		<-f.begin
 		at := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 		for i := 0; i < total; i += 200 {
 			var batch []*wire.Transaction
@@ -97,62 +105,96 @@ func TestAnalyzerKilledAndRestartedCountsOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	return f
+}
 
+// analyzer starts an analyzer process; the first one starts the stream
+// once it has created the database.
+func (f *pipelineFixture) analyzer() *exec.Cmd {
+	c := startChild(f.t, f.args...)
+	if !f.started {
+		f.started = true
+		f.waitFor(0)
+		close(f.begin)
+	}
+	return c
+}
+
+func (f *pipelineFixture) counted() int64 {
 	ctx := context.Background()
-	var store *clickhouse.Store
-	counted := func() int64 {
-		if store == nil {
-			s, err := clickhouse.Open(ctx, clickhouse.Options{Addr: []string{chAddr}, Database: db}, false, nil, nil)
-			if err != nil {
-				return -1 // not migrated yet
-			}
-			store = s
-			t.Cleanup(func() { store.Close() })
-		}
-		svcs, err := store.Services(ctx)
+	if f.store == nil {
+		s, err := clickhouse.Open(ctx, clickhouse.Options{Addr: []string{f.chAddr}, Database: f.db}, false, nil, nil)
 		if err != nil {
-			return -1
+			return -1 // not migrated yet
 		}
-		var n int64
-		for _, s := range svcs {
-			n += s.Calls
-		}
-		return n
+		f.store = s
+		f.t.Cleanup(func() { s.Close() })
 	}
+	svcs, err := f.store.Services(ctx)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, s := range svcs {
+		n += s.Calls
+	}
+	return n
+}
 
-	first := startChild(t, args...)
+// waitFor waits until at least n calls are counted.
+func (f *pipelineFixture) waitFor(n int64) int64 {
 	deadline := time.Now().Add(90 * time.Second)
-	for counted() < 0 && time.Now().Before(deadline) {
+	got := f.counted()
+	for got < n && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
+		got = f.counted()
 	}
-	close(begin)
-	for counted() < total/3 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	return got
+}
+
+// finish waits for the stream to end and checks every call is counted
+// exactly once.
+func (f *pipelineFixture) finish(what string) {
+	f.sent.Wait()
+	f.waitFor(f.total)
+	time.Sleep(3 * time.Second) // let anything counted twice show up before judging
+	if got := f.counted(); got != f.total {
+		f.t.Fatalf("%s: the inventory counts %d calls; want exactly %d", what, got, f.total)
 	}
-	before := counted()
+}
+
+// The analyzer is killed with SIGKILL while transactions stream in, and
+// started again: it restores the inventory of its partitions from the
+// checkpoints in ClickHouse, reads again what was not committed, skips
+// what the checkpoints reflect, and ends with every transaction counted
+// exactly once.
+func TestAnalyzerKilledAndRestartedCountsOnce(t *testing.T) {
+	f := newPipelineFixture(t, 12000)
+	first := f.analyzer()
+	before := f.waitFor(f.total / 3)
 	if err := first.Process.Kill(); err != nil { // SIGKILL: no last save, no last commit
 		t.Fatal(err)
 	}
 	first.Wait()
-	if before < total/3 || before >= total {
-		t.Fatalf("the first analyzer counted %d calls before the kill; want some but not all of %d", before, total)
+	if before < f.total/3 || before >= f.total {
+		t.Fatalf("the first analyzer counted %d calls before the kill; want some but not all of %d", before, f.total)
 	}
+	f.analyzer()
+	f.finish(fmt.Sprintf("after a kill at %d calls and a restart", before))
+}
 
-	startChild(t, args...)
-	sent.Wait()
-	var got int64
-	deadline = time.Now().Add(120 * time.Second)
-	for time.Now().Before(deadline) {
-		if got = counted(); got >= total {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+// A second analyzer joins the group mid-stream (partitions move to it,
+// restored from the first's checkpoints), then the first is killed (its
+// partitions move back to the second): every call counted exactly once.
+func TestPartitionsMoveBetweenAnalyzers(t *testing.T) {
+	f := newPipelineFixture(t, 12000)
+	first := f.analyzer()
+	f.waitFor(f.total / 4)
+	f.analyzer()
+	at := f.waitFor(f.total * 2 / 3)
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
-	// Let anything counted twice show up before judging.
-	time.Sleep(3 * time.Second)
-	got = counted()
-	if got != total {
-		t.Fatalf("after a kill at %d calls and a restart, the inventory counts %d calls; want exactly %d", before, got, total)
-	}
-	t.Logf("killed at %d calls of %d; restarted, restored and ended at %d", before, total, got)
+	first.Wait()
+	f.finish(fmt.Sprintf("after a second analyzer joined and the first was killed at %d calls", at))
 }
