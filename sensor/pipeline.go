@@ -60,6 +60,12 @@ type Stats struct {
 	CaptureLossBytes uint64
 	StreamBytes      uint64
 	LastPacket       time.Time
+	// Connections is the TCP connections tracked now, all workers
+	// together; ConnectionsPeak the most one worker tracked at once
+	// (sensor.max_connections caps each worker); ConnectionsEvicted those
+	// closed early to stay under that cap.
+	Connections, ConnectionsPeak int
+	ConnectionsEvicted           uint64
 }
 
 // Pipeline is one sensor.
@@ -76,7 +82,9 @@ type Pipeline struct {
 
 	packets, bytes, decodeErrs, txs, dropped atomic.Uint64
 	kernelDrops, gapBytes, streamBytes       atomic.Uint64
+	evicted                                  atomic.Uint64
 	lastPacket                               atomic.Int64
+	conns, connsPeak                         atomic.Int64
 	seq                                      uint64
 	hbSeq                                    uint64
 	sinkErr                                  error
@@ -184,7 +192,8 @@ func (p *Pipeline) Stats() Stats {
 		Packets: p.packets.Load(), Bytes: p.bytes.Load(), DecodeErrors: p.decodeErrs.Load(),
 		Transactions: p.txs.Load(), Dropped: p.dropped.Load(), KernelDrops: p.kernelDrops.Load(),
 		CaptureLossBytes: p.gapBytes.Load(), StreamBytes: p.streamBytes.Load(),
-		LastPacket: time.Unix(0, p.lastPacket.Load()).UTC(),
+		LastPacket:  time.Unix(0, p.lastPacket.Load()).UTC(),
+		Connections: int(p.conns.Load()), ConnectionsPeak: int(p.connsPeak.Load()), ConnectionsEvicted: p.evicted.Load(),
 	}
 }
 
@@ -194,8 +203,10 @@ type worker struct {
 	dec *decode.Decoder
 	r   *reassemble.Reassembler
 	seg decode.Segment
-	// gap and stream bytes already added to the pipeline's totals.
-	gap, streamed uint64
+	// gap, stream bytes, evictions and connections already added to the
+	// pipeline's totals.
+	gap, streamed, evicted uint64
+	live, peak             int
 }
 
 func (p *Pipeline) newWorker(id int) *worker {
@@ -252,6 +263,23 @@ func (w *worker) account() {
 	if d := w.r.Bytes - w.streamed; d > 0 {
 		w.p.streamBytes.Add(d)
 		w.streamed = w.r.Bytes
+	}
+	if d := w.r.Evicted - w.evicted; d > 0 {
+		w.p.evicted.Add(d)
+		w.evicted = w.r.Evicted
+	}
+	if n := w.r.Live(); n != w.live {
+		w.p.conns.Add(int64(n - w.live))
+		w.live = n
+	}
+	if w.r.PeakLive > w.peak {
+		w.peak = w.r.PeakLive
+		for {
+			old := w.p.connsPeak.Load()
+			if int64(w.peak) <= old || w.p.connsPeak.CompareAndSwap(old, int64(w.peak)) {
+				break
+			}
+		}
 	}
 }
 

@@ -195,6 +195,18 @@ func (c *Conn) emit(fromClient bool, f tcpFlags, payload []byte) {
 	c.now = c.now.Add(c.step)
 }
 
+// SYN is a bare SYN from src to dst at time t: one probe of a SYN flood,
+// whose (usually spoofed) source never completes the handshake. It
+// panics on addresses of mixed families, a programming error.
+func SYN(t time.Time, src, dst netip.AddrPort, seq uint32) Packet {
+	f, err := frame(net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, net.HardwareAddr{0x02, 0, 0, 0, 0, 2}, src, dst,
+		uint16(seq), 0, TCPHeader{Seq: seq, SYN: true, Window: 65535}, nil)
+	if err != nil {
+		panic(fmt.Sprintf("pcapgen: %v", err))
+	}
+	return Packet{Time: t, Data: f}
+}
+
 // TCPHeader is the part of a TCP header a test chooses.
 type TCPHeader struct {
 	Seq, Ack                uint32

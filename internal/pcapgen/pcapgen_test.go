@@ -79,3 +79,25 @@ func TestIPv6AndDeterminism(t *testing.T) {
 		t.Fatalf("bad IPv6 frame: %v", p)
 	}
 }
+
+func TestSYN(t *testing.T) {
+	src, dst := netip.MustParseAddrPort("172.16.3.4:5555"), netip.MustParseAddrPort("10.0.0.2:80")
+	p := SYN(time.Unix(1700000000, 0), src, dst, 12345)
+	pkt := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	tcp, _ := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if ip == nil || tcp == nil || pkt.ErrorLayer() != nil {
+		t.Fatalf("not a TCP/IPv4 frame: %v", pkt)
+	}
+	if !tcp.SYN || tcp.ACK || tcp.RST || tcp.FIN || tcp.Seq != 12345 || len(tcp.Payload) != 0 ||
+		ip.SrcIP.String() != "172.16.3.4" || tcp.SrcPort != 5555 || tcp.DstPort != 80 {
+		t.Fatalf("frame %v", pkt)
+	}
+	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	// Summed over the header with its checksum, a correct one folds to 0.
+	if sum, err := tcp.ComputeChecksum(); err != nil || sum != 0 {
+		t.Fatalf("checksum %#x does not verify (%#x, %v)", tcp.Checksum, sum, err)
+	}
+}

@@ -5,8 +5,13 @@
 // gopacket's assembler has no memory limit until one is set and buffers
 // out-of-order data until told to flush: this package sets both limits,
 // flushes idle connections on packet time, and caps the number of
-// connections tracked, expiring the oldest first under pressure (a SYN
-// flood cannot grow it without bound).
+// connections tracked: a new connection past the cap first evicts the
+// least recently active ones, so a flood of new connections (SYN flood,
+// churn, idle slow clients) cannot grow the table past the cap, and the
+// connections it pushes out are the quietest ones. A segment without
+// payload (an ACK, FIN or RST) never starts a connection: after a close
+// the last ACK would otherwise open a ghost that lives until the idle
+// timeout.
 //
 // Overlapping and retransmitted bytes are compared with what the stream
 // already holds: the first copy wins, and a copy that differs is counted
@@ -41,8 +46,10 @@ type Options struct {
 	// MaxBufferedPerConn caps out-of-order bytes per connection (default
 	// 4 MiB); past it the connection skips ahead and reports a gap.
 	MaxBufferedPerConn int64
-	// MaxConnections caps tracked connections (default 1Mi, about 1 KiB
-	// each plus the parsers' state); past it idle ones expire early.
+	// MaxConnections caps tracked connections (default 1Mi: about 1.5 KiB
+	// each for a bare SYN, about 5 KiB for one holding half a request
+	// head); a new connection past it evicts the least recently active
+	// sixteenth of the cap at once.
 	MaxConnections int
 	// IdleTimeout closes a connection without packets (default 2 min).
 	IdleTimeout time.Duration
@@ -143,9 +150,12 @@ type Reassembler struct {
 	now     time.Time
 	flushed time.Time
 	mirror  wire.Mirror
-	// Totals for the sensor's heartbeat.
-	GapBytes, Bytes uint64
-	closeReason     string
+	// Totals for the sensor's heartbeat: stream bytes lost and delivered,
+	// connections closed early to stay under the cap, and the most
+	// connections tracked at once.
+	GapBytes, Bytes, Evicted uint64
+	PeakLive                 int
+	closeReason              string
 	// lossSeen is set when a receiver acknowledged bytes the capture never
 	// had: the hole will not be filled, so buffered data must go now.
 	lossSeen  bool
@@ -154,6 +164,8 @@ type Reassembler struct {
 	// segment rewritten to its first copy until gopacket has taken it.
 	overlapMem int64
 	scratch    []byte
+	// seen is evict's scratch: the last packet times of all connections.
+	seen []int64
 	// Overlap totals, for tests and the heartbeat.
 	OverlapSame, OverlapDiffer, OverlapUnverified, Mismatches uint64
 }
@@ -182,6 +194,9 @@ func (r *Reassembler) Packet(seg *decode.Segment, ci gopacket.CaptureInfo) {
 	if ci.Timestamp.After(r.now) {
 		r.now = ci.Timestamp
 	}
+	if len(r.live) >= r.opts.MaxConnections {
+		r.evict()
+	}
 	r.asm.AssembleWithContext(seg.NetFlow, seg.TCP, &context{ci: ci})
 	if r.lossSeen {
 		r.forceFlush()
@@ -191,8 +206,7 @@ func (r *Reassembler) Packet(seg *decode.Segment, ci gopacket.CaptureInfo) {
 	}
 }
 
-// Advance moves packet time: idle connections close, parsers tick, and
-// past the connection cap the oldest expire.
+// Advance moves packet time: idle connections close and parsers tick.
 func (r *Reassembler) Advance(now time.Time) {
 	if now.After(r.now) {
 		r.now = now
@@ -201,22 +215,68 @@ func (r *Reassembler) Advance(now time.Time) {
 	r.closeReason = "idle"
 	cut := r.now.Add(-r.opts.IdleTimeout)
 	r.asm.FlushWithOptions(reassembly.FlushOptions{T: cut, TC: cut})
-	if len(r.live) > r.opts.MaxConnections {
-		// Under pressure, expire connections idle for a tenth of the
-		// timeout, then any that is not this second's.
-		r.closeReason = "evicted"
-		for _, frac := range []time.Duration{10, 100} {
-			cut := r.now.Add(-r.opts.IdleTimeout / frac)
-			r.asm.FlushWithOptions(reassembly.FlushOptions{T: cut, TC: cut})
-			if len(r.live) <= r.opts.MaxConnections {
-				break
-			}
-		}
-	}
 	r.closeReason = ""
 	for c := range r.live {
 		c.parser.Tick(r.now)
 	}
+}
+
+// evict runs before a packet when the table is full (the packet may open
+// a connection): it closes the least recently active connections, a
+// sixteenth of the cap at a time, so that the walks over every
+// connection it costs (here and in gopacket) are paid once per that many
+// new connections. Connections that saw a packet at the same instant as
+// the last one chosen go too: gopacket can only close by age.
+func (r *Reassembler) evict() {
+	n := len(r.live) - r.opts.MaxConnections + max(1, r.opts.MaxConnections/16)
+	seen := r.seen[:0]
+	for c := range r.live {
+		seen = append(seen, c.lastSeen)
+	}
+	r.seen = seen
+	n = min(n, len(seen))
+	if n <= 0 {
+		return
+	}
+	cut := time.Unix(0, nthSmallest(seen, n-1)+1)
+	r.closeReason = "evicted"
+	// Pages older than the cut are flushed in every connection: bytes
+	// that waited longer for a hole than the evicted connections stayed
+	// quiet are not worth more than they are.
+	r.asm.FlushWithOptions(reassembly.FlushOptions{T: cut, TC: cut})
+	r.closeReason = ""
+}
+
+// nthSmallest returns the k-th smallest of v (from 0), reordering v
+// (quickselect, linear on average).
+func nthSmallest(v []int64, k int) int64 {
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		p := v[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < p {
+				i++
+			}
+			for v[j] > p {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
 }
 
 // forceFlush pushes buffered data past holes that acknowledgements proved
@@ -246,8 +306,21 @@ func (r *Reassembler) Close(reason string) {
 // Live is the number of connections tracked.
 func (r *Reassembler) Live() int { return len(r.live) }
 
-// New implements reassembly.StreamFactory.
+// New implements reassembly.StreamFactory. It declines (gopacket then
+// drops the segment) a segment that cannot start a stream: one without
+// SYN when midstream pickup is off, and one without payload, such as the
+// last ACK of a connection already closed.
 func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	if !tcp.SYN {
+		switch {
+		case !r.opts.Midstream:
+			r.m.Rejected.WithLabelValues("midstream_off").Inc()
+			return nil
+		case len(tcp.Payload) == 0:
+			r.m.Rejected.WithLabelValues("no_connection").Inc()
+			return nil
+		}
+	}
 	r.nextID++
 	src, _ := netip.AddrFromSlice(netFlow.Src().Raw())
 	dst, _ := netip.AddrFromSlice(netFlow.Dst().Raw())
@@ -268,10 +341,12 @@ func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac re
 		client, server = server, client
 	}
 	start := ac.GetCaptureInfo().Timestamp
+	c.lastSeen = start.UnixNano()
 	c.info = stream.ConnInfo{ID: c.id, Client: client, Server: server, Mirror: cloneMirror(r.mirror),
 		Midstream: c.midstream, Start: start}
 	c.parser = r.factory(c.info, c.emitTx)
 	r.live[c] = struct{}{}
+	r.PeakLive = max(r.PeakLive, len(r.live))
 	r.m.Live.Set(float64(len(r.live)))
 	how := "syn"
 	if c.midstream {
@@ -299,6 +374,9 @@ type conn struct {
 	done      bool
 	sawFIN    bool
 	sawRST    bool
+	// lastSeen is the latest packet time (Unix ns), as gopacket keeps it:
+	// eviction closes by it.
+	lastSeen int64
 	// hole is, per direction of the assembler, where the bytes stop being
 	// contiguous while later ones wait; holeSet says there is one.
 	hole    [2]reassembly.Sequence
@@ -391,6 +469,7 @@ func (r *Reassembler) budget(delta int) bool {
 // connection without SYN starts at its first segment when midstream
 // pickup is on.
 func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+	c.lastSeen = max(c.lastSeen, ci.Timestamp.UnixNano())
 	if tcp.RST {
 		c.sawRST = true
 	}
@@ -500,4 +579,7 @@ func (c *conn) finish(reason string, ts time.Time) {
 	delete(c.r.live, c)
 	c.r.m.Live.Set(float64(len(c.r.live)))
 	c.r.m.Closed.WithLabelValues(reason).Inc()
+	if reason == "evicted" {
+		c.r.Evicted++
+	}
 }
