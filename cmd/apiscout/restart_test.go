@@ -34,16 +34,30 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func startChild(t *testing.T, args ...string) *exec.Cmd {
+// child is a process started by startChild.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+	err  error
+}
+
+func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
-	c := exec.Command(os.Args[0], "-test.run=^$")
-	c.Env = append(os.Environ(), "APISCOUT_TEST_CHILD_ARGS="+strings.Join(args, "\x1f"))
-	c.Stderr = os.Stderr
-	if err := c.Start(); err != nil {
+	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$"), done: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), "APISCOUT_TEST_CHILD_ARGS="+strings.Join(args, "\x1f"))
+	c.cmd.Stderr = os.Stderr
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	go func() { c.err = c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(c.kill)
 	return c
+}
+
+// kill sends SIGKILL (no last save, no last commit) and waits.
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
 }
 
 // pipelineFixture streams transactions of a few services to a Kafka
@@ -59,6 +73,7 @@ type pipelineFixture struct {
 	db      string
 	store   *clickhouse.Store
 	started bool
+	running []*child
 }
 
 func newPipelineFixture(t *testing.T, total int) *pipelineFixture {
@@ -110,8 +125,9 @@ func newPipelineFixture(t *testing.T, total int) *pipelineFixture {
 
 // analyzer starts an analyzer process; the first one starts the stream
 // once it has created the database.
-func (f *pipelineFixture) analyzer() *exec.Cmd {
+func (f *pipelineFixture) analyzer() *child {
 	c := startChild(f.t, f.args...)
+	f.running = append(f.running, c)
 	if !f.started {
 		f.started = true
 		f.waitFor(0)
@@ -146,10 +162,28 @@ func (f *pipelineFixture) waitFor(n int64) int64 {
 	deadline := time.Now().Add(90 * time.Second)
 	got := f.counted()
 	for got < n && time.Now().Before(deadline) {
+		for _, c := range f.running {
+			select {
+			case <-c.done:
+				f.t.Fatalf("an analyzer exited on its own (%v); its log is above", c.err)
+			default:
+			}
+		}
 		time.Sleep(100 * time.Millisecond)
 		got = f.counted()
 	}
 	return got
+}
+
+// stop kills c with SIGKILL.
+func (f *pipelineFixture) stop(c *child) {
+	for i, r := range f.running {
+		if r == c {
+			f.running = append(f.running[:i], f.running[i+1:]...)
+			break
+		}
+	}
+	c.kill()
 }
 
 // finish waits for the stream to end and checks every call is counted
@@ -172,10 +206,7 @@ func TestAnalyzerKilledAndRestartedCountsOnce(t *testing.T) {
 	f := newPipelineFixture(t, 12000)
 	first := f.analyzer()
 	before := f.waitFor(f.total / 3)
-	if err := first.Process.Kill(); err != nil { // SIGKILL: no last save, no last commit
-		t.Fatal(err)
-	}
-	first.Wait()
+	f.stop(first)
 	if before < f.total/3 || before >= f.total {
 		t.Fatalf("the first analyzer counted %d calls before the kill; want some but not all of %d", before, f.total)
 	}
@@ -192,9 +223,6 @@ func TestPartitionsMoveBetweenAnalyzers(t *testing.T) {
 	f.waitFor(f.total / 4)
 	f.analyzer()
 	at := f.waitFor(f.total * 2 / 3)
-	if err := first.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	first.Wait()
+	f.stop(first)
 	f.finish(fmt.Sprintf("after a second analyzer joined and the first was killed at %d calls", at))
 }
