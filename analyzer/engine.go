@@ -72,6 +72,7 @@ type Engine struct {
 	res  schema.Result
 	// addrNames caches client addresses rendered as identities.
 	addrNames map[netip.Addr]string
+	tmpl      templateState // operator decisions on templates (templates.go)
 }
 
 // addrName renders a client address once: the same clients call again
@@ -134,6 +135,9 @@ func New(o Options) (*Engine, error) {
 	if o.Reg != nil {
 		o.Reg.MustRegister(e.m.tx, e.m.endpoints, e.m.evicted)
 	}
+	if err := e.readTemplateConfig(); err != nil {
+		return nil, err
+	}
 	if len(o.Config.Specs) > 0 {
 		specs, err := spec.LoadPaths(o.Config.Specs, o.Config.SpecServices)
 		if err != nil {
@@ -175,12 +179,7 @@ func (e *Engine) service(host string, t time.Time) *service {
 	s := &service{host: host, tree: template.NewTree(template.Options{MaxNodes: 4 * max(e.cfg.MaxEndpointsPerService, 1)}),
 		endpoints: map[string]*inventory.EndpointState{}, ops: map[string]*opRef{}, addrs: map[netip.Addr]struct{}{},
 		mirrors: map[string]bool{}, first: t, last: t}
-	for _, p := range e.cfg.Templates {
-		if _, path, ok := strings.Cut(p, " "); ok && strings.HasPrefix(path, "/") {
-			p = path
-		}
-		s.tree.Pin(p)
-	}
+	e.applyTemplates(s)
 	for _, sp := range e.specs {
 		for _, h := range sp.Hosts {
 			if h == host || hostOnly(h) == hostOnly(host) {
@@ -567,6 +566,7 @@ func (e *Engine) regroup(s *service) {
 			ep.Path = to
 			ep.Changed = true
 			e.classify(s, ep)
+			delete(s.endpoints, k) // one endpoint, under its new key alone
 			s.endpoints[nk] = ep
 			continue
 		}
@@ -886,28 +886,51 @@ func (e *Engine) ChangedEndpoints() []inventory.Endpoint {
 	return out
 }
 
-// Snapshot serialises the inventory (as the stores keep it) for a
-// checkpoint.
-func (e *Engine) Snapshot() ([]byte, error) { return json.Marshal(e.Services()) }
+// Snapshot serialises the inventory (as the stores keep it) and the
+// operator's template decisions for a checkpoint.
+func (e *Engine) Snapshot() ([]byte, error) { return e.snapshot(e.Services()) }
+
+// learner is a Detectors that learns per-endpoint baselines a checkpoint
+// can carry (analyzer/detect).
+type learner interface {
+	ExportBaselines(services []string) ([]byte, error)
+	ImportBaselines(b []byte) error
+	ForgetBaselines(services []string)
+}
+
+// checkpoint is the form of SnapshotServices: the inventory of some
+// services and the baselines the detectors learned on them.
+type checkpoint struct {
+	Services  []inventory.Service `json:"services"`
+	Baselines json.RawMessage     `json:"baselines,omitempty"`
+}
 
 // SnapshotServices serialises the named services alone (those a Kafka
-// partition carries), in the form Restore reads; unknown hosts are left
-// out.
+// partition carries) with their learned baselines, in a form Restore
+// reads; unknown hosts are left out.
 func (e *Engine) SnapshotServices(hosts []string) ([]byte, error) {
 	sorted := slices.Clone(hosts)
 	sort.Strings(sorted)
-	out := make([]inventory.Service, 0, len(sorted))
-	for _, h := range slices.Compact(sorted) {
+	sorted = slices.Compact(sorted)
+	var cp checkpoint
+	for _, h := range sorted {
 		if s := e.services[h]; s != nil {
-			out = append(out, e.view(h, s))
+			cp.Services = append(cp.Services, e.view(h, s))
 		}
 	}
-	return json.Marshal(out)
+	if l, ok := e.det.(learner); ok {
+		b, err := l.ExportBaselines(sorted)
+		if err != nil {
+			return nil, err
+		}
+		cp.Baselines = b
+	}
+	return json.Marshal(cp)
 }
 
-// Forget drops the named services' inventory, so that a checkpoint of
-// them can be restored in its place: the state of a partition another
-// analyzer owned for a while is stale here.
+// Forget drops the named services' inventory and baselines, so that a
+// checkpoint of them can be restored in their place: the state of a
+// partition another analyzer owned for a while is stale here.
 func (e *Engine) Forget(hosts []string) {
 	for _, h := range hosts {
 		if s := e.services[h]; s != nil {
@@ -915,13 +938,42 @@ func (e *Engine) Forget(hosts []string) {
 			delete(e.services, h)
 		}
 	}
+	if l, ok := e.det.(learner); ok {
+		l.ForgetBaselines(hosts)
+	}
 }
 
-// Restore reloads the inventory from a checkpoint: endpoints keep their
-// templates, calls, first and last seen, auth kinds, sensitive classes,
-// statuses and fields; templates are pinned so the restored inventory
-// does not flap.
+// Restore reloads the inventory from a checkpoint (Snapshot's list of
+// services, or SnapshotServices' services and baselines): endpoints keep
+// their templates, calls, first and last seen, auth kinds, sensitive
+// classes, statuses and fields; templates are pinned so the restored
+// inventory does not flap; the detectors get their learned baselines
+// back.
 func (e *Engine) Restore(b []byte) error {
+	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
+		var cp struct {
+			Services  json.RawMessage `json:"services"`
+			Baselines json.RawMessage `json:"baselines"`
+		}
+		if err := json.Unmarshal(b, &cp); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if len(cp.Baselines) > 0 {
+			if l, ok := e.det.(learner); ok {
+				if err := l.ImportBaselines(cp.Baselines); err != nil {
+					return fmt.Errorf("checkpoint: %w", err)
+				}
+			}
+		}
+		if len(cp.Services) == 0 || string(cp.Services) == "null" {
+			return nil
+		}
+		b = cp.Services
+	}
+	return e.restoreServices(b)
+}
+
+func (e *Engine) restoreServices(b []byte) error {
 	type endpoint struct {
 		inventory.Endpoint
 		Detail inventory.Detail `json:"detail"`
@@ -929,6 +981,10 @@ func (e *Engine) Restore(b []byte) error {
 	var svcs []struct {
 		inventory.Service
 		Endpoints []endpoint `json:"endpoints"`
+	}
+	b, err := e.restoreTemplates(b)
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(b, &svcs); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)

@@ -28,6 +28,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -327,12 +328,22 @@ func (k *Keeper) Durable() map[int]int64 {
 	return out
 }
 
-// Hosts lists the services in a snapshot.
+// Hosts lists the services in a snapshot: a list of services, or an
+// object with one under "services".
 func Hosts(data []byte) ([]string, error) {
-	var svcs []struct {
+	type host struct {
 		Host string `json:"host"`
 	}
-	if err := json.Unmarshal(data, &svcs); err != nil {
+	var svcs []host
+	if data = bytes.TrimSpace(data); len(data) > 0 && data[0] == '{' {
+		var cp struct {
+			Services []host `json:"services"`
+		}
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return nil, err
+		}
+		svcs = cp.Services
+	} else if err := json.Unmarshal(data, &svcs); err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(svcs))

@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
 	"github.com/apiscout/apiscout/analyzer"
+	"github.com/apiscout/apiscout/analyzer/detect"
 	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/storage/embedded"
 	"github.com/apiscout/apiscout/wire"
@@ -59,7 +63,8 @@ func (a *analyzerState) feed(part int, host string, from, to int64, gen int64) i
 func call(host string, off int64) *wire.Transaction {
 	at := t0.Add(time.Duration(off) * time.Second)
 	return &wire.Transaction{Host: host, Method: "GET", Path: fmt.Sprintf("/items/%d", 1000+off%7), Status: 200,
-		RequestStart: at, ResponseEnd: at.Add(10 * time.Millisecond)}
+		RequestStart: at, RequestEnd: at.Add(time.Millisecond), ResponseStart: at.Add(time.Duration(5+off%20) * time.Millisecond),
+		ResponseEnd: at.Add(30 * time.Millisecond)}
 }
 
 // calls is the inventory's count of host's calls.
@@ -207,5 +212,66 @@ func TestLoadFailureStopsTheBatch(t *testing.T) {
 	store.Close()
 	if ok, err := a.k.Admit(context.Background(), 0, 0, 0, 1); err == nil || ok {
 		t.Errorf("Admit on a closed store: %v %v, want an error", ok, err)
+	}
+}
+
+// The detectors' learned baselines travel with the inventory, so a
+// restarted analyzer does not start learning again.
+func TestBaselinesCarriedOver(t *testing.T) {
+	cfg := config.Default()
+	newEngine := func() (*analyzer.Engine, *detect.Set) {
+		det, err := detect.New(cfg.Detect, cfg.Analyzer, zap.NewNop(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := analyzer.New(analyzer.Options{Config: cfg.Analyzer, Detectors: det})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng, det
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	eng, det := newEngine()
+	k, err := New(eng, openStore(t, path), Options{Topic: "tx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &analyzerState{t: t, eng: eng, k: k}
+	a.feed(0, "shop.example", 0, 600, 1) // ten minutes: windows close, latencies are learned
+	a.feed(0, "other.example", 0, 5, 1)
+	a.save()
+
+	eng2, det2 := newEngine()
+	k2, err := New(eng2, openStore(t, path), Options{Topic: "tx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &analyzerState{t: t, eng: eng2, k: k2}
+	b.feed(0, "shop.example", 599, 600, 1) // restores, then skips the record it reflects
+	learned := func(d *detect.Set) (n int, seen, lat int64) {
+		for _, ep := range d.Baselines().Endpoints() {
+			if ep.Key.Service != "shop.example" {
+				continue
+			}
+			n++
+			seen += ep.Seen
+			if ep.Latency != nil {
+				lat += int64(ep.Latency.GetCount())
+			}
+		}
+		return n, seen, lat
+	}
+	n1, seen1, lat1 := learned(det)
+	n2, seen2, lat2 := learned(det2)
+	if n1 == 0 || lat1 == 0 {
+		t.Fatalf("the first engine learned %d endpoints, %d latencies: the test feeds too little", n1, lat1)
+	}
+	if n2 != n1 || seen2 != seen1 || lat2 != lat1 {
+		t.Errorf("restored baselines: %d endpoints, %d calls seen, %d latencies; want %d, %d, %d", n2, seen2, lat2, n1, seen1, lat1)
+	}
+	// Forget drops them with the inventory.
+	eng2.Forget([]string{"shop.example"})
+	if n, _, _ := learned(det2); n != 0 {
+		t.Errorf("%d baselines of a forgotten service remain", n)
 	}
 }

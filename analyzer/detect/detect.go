@@ -429,3 +429,10 @@ func details(kv ...string) map[string]string {
 	}
 	return m
 }
+
+// ExportBaselines, ImportBaselines and ForgetBaselines carry the learned
+// endpoint baselines of some services through a checkpoint, so that a
+// restarted analyzer does not learn them again.
+func (s *Set) ExportBaselines(services []string) ([]byte, error) { return s.base.Export(services) }
+func (s *Set) ImportBaselines(b []byte) error                    { return s.base.Import(b) }
+func (s *Set) ForgetBaselines(services []string)                 { s.base.Forget(services) }
