@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/apiscout/apiscout/internal/kafkatest"
 	"github.com/apiscout/apiscout/sensor/publish"
 	"github.com/apiscout/apiscout/storage/clickhouse"
+	"github.com/apiscout/apiscout/storage/embedded"
 	"github.com/apiscout/apiscout/wire"
 )
 
@@ -225,4 +228,61 @@ func TestPartitionsMoveBetweenAnalyzers(t *testing.T) {
 	at := f.waitFor(f.total * 2 / 3)
 	f.stop(first)
 	f.finish(fmt.Sprintf("after a second analyzer joined and the first was killed at %d calls", at))
+}
+
+// `apiscout run` keeps its inventory in the embedded store across
+// restarts: a second run adds its traffic to what the first counted.
+func TestRunCarriesOnAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	sim := newRootCmd()
+	sim.SetArgs([]string{"simulate", "--scenario", "inventory", "--hours", "0.25", "--out", dir})
+	sim.SetOut(&bytes.Buffer{})
+	if err := sim.Execute(); err != nil {
+		t.Fatalf("simulate: %v", err)
+	}
+	db := filepath.Join(dir, "apiscout.db")
+	runOnce := func() int64 {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		out := &syncBuffer{}
+		run := newRootCmd()
+		run.SetArgs([]string{"run", "--pcap", filepath.Join(dir, "capture.pcap"), "--storage.path", db,
+			"--ui.listen", "127.0.0.1:0", "--metrics.listen", "", "--log.level", "warn", "--sensor.progress=false"})
+		run.SetOut(out)
+		run.SetErr(&syncBuffer{})
+		done := make(chan error, 1)
+		go func() { done <- run.ExecuteContext(ctx) }()
+		for !strings.Contains(out.String(), "serving the UI") {
+			select {
+			case err := <-done:
+				t.Fatalf("run ended early: %v\n%s", err, out)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		s, err := embedded.Open(context.Background(), embedded.Options{Path: db}, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		svcs, err := s.Services(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, sv := range svcs {
+			n += sv.Calls
+		}
+		return n
+	}
+	first := runOnce()
+	if first == 0 {
+		t.Fatal("the first run counted no calls")
+	}
+	if second := runOnce(); second != 2*first {
+		t.Errorf("after a restart on the same capture the inventory counts %d calls; want %d (twice %d)", second, 2*first, first)
+	}
 }
