@@ -35,7 +35,7 @@ type SensorConfig struct {
 	MaxBufferedPerConn int64 `yaml:"max_buffered_per_conn" help:"cap on buffered bytes per connection"`
 	// MaxConnections caps the TCP connections each capture worker tracks;
 	// a new one past it evicts the least recently active. Each costs about
-	// 1.5 KiB (a bare SYN) to 5 KiB (half a request head waiting).
+	// 1.6 KiB (a bare SYN) to 5 KiB (half a request head waiting).
 	MaxConnections int `yaml:"max_connections" help:"cap on tracked TCP connections per worker (least recently active evicted)"`
 	// IdleTimeout expires a connection without packets.
 	IdleTimeout time.Duration `yaml:"idle_timeout" help:"flush a connection idle this long (packet time)"`

@@ -46,10 +46,10 @@ type Options struct {
 	// MaxBufferedPerConn caps out-of-order bytes per connection (default
 	// 4 MiB); past it the connection skips ahead and reports a gap.
 	MaxBufferedPerConn int64
-	// MaxConnections caps tracked connections (default 1Mi: about 1.5 KiB
-	// each for a bare SYN, about 5 KiB for one holding half a request
-	// head); a new connection past it evicts the least recently active
-	// sixteenth of the cap at once.
+	// MaxConnections caps tracked connections (default 1Mi: about 1.6 KiB
+	// each for a bare SYN, gopacket's pool growing by doublings, and 5 KiB
+	// for one holding half a request head); a new connection past it
+	// evicts the least recently active sixteenth of the cap at once.
 	MaxConnections int
 	// IdleTimeout closes a connection without packets (default 2 min).
 	IdleTimeout time.Duration
