@@ -11,7 +11,7 @@ SHARED    ?= ../shared
 # them the binary is static and pure Go, and sensor.bpf reports that.
 CGO       ?= $(shell test -e /usr/include/pcap.h && echo 1 || echo 0)
 
-.PHONY: all build run test unit bench fuzz lint conformance clean \
+.PHONY: all build run test unit bench flood fuzz lint conformance clean \
         kafka-up kafka-down clickhouse-up clickhouse-down
 
 all: build
@@ -36,6 +36,11 @@ unit:
 
 bench: build
 	./deploy/dev/bench.sh $(BIN) $(BENCH_DIR)
+
+# The sensor under full-size floods (SYN, short and idle connections, an
+# endless response) with legitimate traffic mixed in; figures in README.md.
+flood:
+	APISCOUT_FLOOD=full $(GO) test -count=1 -timeout 30m -run '^TestFlood$$' -v ./sensor/
 
 # A short run of every fuzz target.
 fuzz:
