@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -219,14 +220,66 @@ func (a *analysis) saveState(ctx context.Context) error {
 	return nil
 }
 
-// newKeeper keeps eng's state in store, under topic's name.
-func newKeeper(a *app, eng *lockedEngine, store any, topic string) (*checkpoint.Keeper, error) {
+// keepState checkpoints the analysis' state (the engine's, and the
+// per-minute statistics still open) in store, under topic's name.
+func (an *analysis) keepState(a *app, eng *lockedEngine, store any, topic string) error {
 	cs, ok := store.(checkpoint.Store)
 	if !ok {
-		return nil, fmt.Errorf("storage.kind %s: the store cannot keep checkpoints", a.cfg.Storage.Kind)
+		return fmt.Errorf("storage.kind %s: the store cannot keep checkpoints", a.cfg.Storage.Kind)
 	}
-	return checkpoint.New(eng, cs, checkpoint.Options{Topic: topic, Interval: a.cfg.Analyzer.CheckpointInterval,
-		Log: a.log.Named("checkpoint"), Reg: a.reg})
+	k, err := checkpoint.New(analysisState{eng: eng, minutes: an.minutes}, cs, checkpoint.Options{Topic: topic,
+		Interval: a.cfg.Analyzer.CheckpointInterval, Log: a.log.Named("checkpoint"), Reg: a.reg})
+	if err != nil {
+		return err
+	}
+	an.keep = k
+	return nil
+}
+
+// analysisState is what a checkpoint keeps of an analysis: the engine's
+// services and baselines, and the open minutes of their statistics
+// (under "minutes", beside the engine's own keys).
+type analysisState struct {
+	eng     *lockedEngine
+	minutes *minutes.Aggregator
+}
+
+func (s analysisState) SnapshotServices(hosts []string) ([]byte, error) {
+	b, err := s.eng.SnapshotServices(hosts)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if obj["minutes"], err = s.minutes.Export(hosts); err != nil {
+		return nil, err
+	}
+	return json.Marshal(obj)
+}
+
+func (s analysisState) Restore(b []byte) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if m, ok := obj["minutes"]; ok {
+		if err := s.minutes.Import(m); err != nil {
+			return err
+		}
+		delete(obj, "minutes")
+	}
+	rest, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return s.eng.Restore(rest)
+}
+
+func (s analysisState) Forget(hosts []string) {
+	s.eng.Forget(hosts)
+	s.minutes.Forget(hosts)
 }
 
 // flushInventory writes the endpoints changed since the last flush and
@@ -337,12 +390,10 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	a.log.Info("analyzer started", zap.String("ui", addr), zap.String("group", a.cfg.Kafka.Group), zap.String("topic", a.cfg.Kafka.Topic))
-	keep, err := newKeeper(a, eng, store, a.cfg.Kafka.Topic)
-	if err != nil {
+	an := newAnalysis(eng, store, a.log)
+	if err := an.keepState(a, eng, store, a.cfg.Kafka.Topic); err != nil {
 		return err
 	}
-	an := newAnalysis(eng, store, a.log)
-	an.keep = keep
 	err = cons.Run(ctx, durableAnalysis{an})
 	if errors.Is(err, context.Canceled) {
 		err = nil

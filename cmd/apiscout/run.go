@@ -103,15 +103,13 @@ func runRun(cmd *cobra.Command, _ []string) error {
 	fmt.Fprintf(out, "apiscout: web UI and REST API on %s\n", addr)
 	// The inventory carries on across restarts: the state saved by the
 	// last run is restored before the first packet.
-	keep, err := newKeeper(a, eng, store, "")
-	if err != nil {
-		return err
-	}
-	if err := keep.RestoreLocal(ctx); err != nil {
-		return err
-	}
 	an := newAnalysis(eng, store, a.log)
-	an.keep = keep
+	if err := an.keepState(a, eng, store, ""); err != nil {
+		return err
+	}
+	if err := an.keep.RestoreLocal(ctx); err != nil {
+		return err
+	}
 	p, err := sensor.New(a.cfg.Sensor, a.log.Named("sensor"), a.reg, engineSink{h: an})
 	if err != nil {
 		return err

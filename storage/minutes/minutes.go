@@ -166,6 +166,10 @@ func sortMinutes(ms []storage.EndpointMinute) {
 		if c := a.Minute.Compare(b.Minute); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Service+"\x00"+a.Method+"\x00"+a.Path, b.Service+"\x00"+b.Method+"\x00"+b.Path)
+		return compareEndpoint(a, b)
 	})
+}
+
+func compareEndpoint(a, b storage.EndpointMinute) int {
+	return strings.Compare(a.Service+"\x00"+a.Method+"\x00"+a.Path, b.Service+"\x00"+b.Method+"\x00"+b.Path)
 }
