@@ -950,6 +950,9 @@ func (e *Engine) Forget(hosts []string) {
 // inventory does not flap; the detectors get their learned baselines
 // back.
 func (e *Engine) Restore(b []byte) error {
+	if err := e.restoreTemplates(b); err != nil {
+		return err
+	}
 	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
 		var cp struct {
 			Services  json.RawMessage `json:"services"`
@@ -981,10 +984,6 @@ func (e *Engine) restoreServices(b []byte) error {
 	var svcs []struct {
 		inventory.Service
 		Endpoints []endpoint `json:"endpoints"`
-	}
-	b, err := e.restoreTemplates(b)
-	if err != nil {
-		return err
 	}
 	if err := json.Unmarshal(b, &svcs); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)

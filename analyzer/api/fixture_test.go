@@ -117,7 +117,7 @@ func (c *clock) now() time.Time { return c.t }
 func newTestServer(t testing.TB, c config.UIConfig, m *Memory) (*Server, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2025, 3, 11, 0, 0, 0, 0, time.UTC)}
-	s, err := New(Options{Config: c, Reader: m, Uploader: m, Reg: prometheus.NewRegistry(), Now: clk.now})
+	s, err := New(Options{Config: c, Reader: m, Uploader: m, Templates: m, Reg: prometheus.NewRegistry(), Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,11 @@ import (
 	"github.com/apiscout/apiscout/analyzer/inventory"
 )
 
-// Memory is a Reader (and SpecUploader and EvidenceReader) over values
-// held in memory: what an analyzer's Engine knows right now, or fixtures
-// in tests. Filtering, sorting and paging are done on every call, which
-// costs about a millisecond per 10,000 endpoints.
+// Memory is a Reader (and SpecUploader, TemplateEditor and
+// EvidenceReader) over values held in memory: what an analyzer's Engine
+// knows right now, or fixtures in tests. Filtering, sorting and paging
+// are done on every call, which costs about a millisecond per 10,000
+// endpoints.
 type Memory struct {
 	mu        sync.RWMutex
 	services  []inventory.Service
@@ -27,6 +28,7 @@ type Memory struct {
 	uploaded  map[string][]byte // uploaded by admins, by service
 	diffs     map[string][]DiffItem
 	samples   map[string]Sample
+	templates []TemplateRule
 }
 
 // NewMemory returns an empty Memory.

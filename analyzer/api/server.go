@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/apiscout/apiscout/analyzer/template"
 	"github.com/apiscout/apiscout/analyzer/web"
 	"github.com/apiscout/apiscout/internal/config"
 )
@@ -32,8 +33,10 @@ type Options struct {
 	Reader Reader
 	// Uploader accepts specs from admins; nil answers 501.
 	Uploader SpecUploader
-	Log      *zap.Logger
-	Reg      prometheus.Registerer
+	// Templates takes admins' template decisions; nil answers 501.
+	Templates TemplateEditor
+	Log       *zap.Logger
+	Reg       prometheus.Registerer
 	// Now is the wall clock for sessions and rate limits; nil: time.Now.
 	Now func() time.Time
 	// Ready reports whether the data is complete (e.g. a capture file has
@@ -326,6 +329,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, ErrBadSpec):
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
+	case errors.Is(err, template.ErrDecision):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrTemplateConflict):
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, context.Canceled):
 		// The client went away; nothing to answer.
 	default:

@@ -51,6 +51,12 @@ type node struct {
 	// (0: not one length): random tokens come in one length, so a value
 	// of that length that happens to look like a word is one of them.
 	valLen int
+	// holds counts the operator decisions naming this literal segment:
+	// a held segment is never merged into its position's parameter and
+	// routes before it. keeps counts the held children.
+	holds, keeps int
+	// static: a split made this position literal for every value.
+	static bool
 	// tmpl caches the template of the path ending here, valid while gen
 	// equals the tree's Promotions.
 	tmpl string
@@ -69,11 +75,20 @@ type Tree struct {
 	// templates.
 	Promotions int
 	params     []Param
+	// splits are the split decisions applied, which shape the pins;
+	// applied counts each decision in force (the same one may come for
+	// the service and for every service).
+	splits  [][]string
+	applied map[string]int
 }
 
 type pinned struct {
 	template string
 	segs     []string // "{name}" for parameters
+	// derived pins come from a pin and a value split (/users/me from
+	// /users/{userId} and split /users/me); a pin is off while a split
+	// makes its parameter position literal.
+	derived, off bool
 }
 
 // NewTree returns an empty tree.
@@ -84,13 +99,25 @@ func NewTree(o Options) *Tree {
 // Pin adds a template that wins over inference (from a spec or an
 // operator). Parameters are written {name}.
 func (t *Tree) Pin(template string) {
-	for _, p := range t.pinned {
+	for i, p := range t.pinned {
 		if p.template == template {
+			if p.derived {
+				t.pinned[i].derived = false
+			}
 			return
 		}
 	}
 	t.pinned = append(t.pinned, pinned{template: template, segs: split(template)})
-	// More literal segments first, so /users/me beats /users/{id}.
+	if len(t.splits) > 0 {
+		t.reconcile()
+		return
+	}
+	t.sortPins()
+}
+
+// sortPins puts more literal segments first, so /users/me beats
+// /users/{id}.
+func (t *Tree) sortPins() {
 	sort.SliceStable(t.pinned, func(i, j int) bool { return literals(t.pinned[i].segs) > literals(t.pinned[j].segs) })
 }
 
@@ -185,7 +212,7 @@ func (t *Tree) matchPinned(segs []string) (Match, bool) {
 outer:
 	for i := range t.pinned {
 		p := &t.pinned[i]
-		if len(p.segs) != len(segs) {
+		if len(p.segs) != len(segs) || p.off {
 			continue
 		}
 		for j, s := range p.segs {
@@ -223,10 +250,14 @@ func (t *Tree) Observe(path string) Match {
 	prev := ""
 	for _, s := range segs {
 		k := Classify(s)
-		if k == Literal && n.param != nil && n.param.valLen >= 8 && len(s) == n.param.valLen && n.children[s] == nil {
+		if n.static {
+			k = Literal
+		} else if k == Literal && n.param != nil && n.param.valLen >= 8 && len(s) == n.param.valLen && n.children[s] == nil {
 			k = n.param.paramKind
 		}
-		if n.param != nil && (k != Literal || n.promoted) {
+		if c := n.held(s); c != nil {
+			n = c // an operator's literal routes before the parameter
+		} else if n.param != nil && (k != Literal || n.promoted) {
 			if c, ok := n.children[s]; ok && k == Literal {
 				n = c // a stable literal sibling kept beside the parameter
 			} else {
@@ -234,7 +265,10 @@ func (t *Tree) Observe(path string) Match {
 				t.params = append(t.params, Param{Name: n.name, Value: s, Kind: k})
 				n.noteLen(s)
 			}
-		} else if k != Literal || t.nodes >= t.o.MaxNodes {
+		} else if k != Literal || (t.nodes >= t.o.MaxNodes && n.children[s] == nil) {
+			// Past MaxNodes only new values become the parameter: a
+			// literal known before keeps its route, so a junk storm does
+			// not move the real endpoints.
 			if n.param == nil {
 				n.param = &node{children: map[string]*node{}, name: ParamName(prev, t.taken()), paramKind: k}
 				t.nodes++
@@ -324,7 +358,7 @@ func (n *node) noteLen(s string) {
 // a parameter. Literal siblings that carry a stable share of the calls
 // stay (the /users/me case).
 func (t *Tree) maybePromote(n *node, prev string) {
-	if n.promoted || len(n.children) < t.o.MinDistinct {
+	if n.promoted || n.static || len(n.children) < t.o.MinDistinct {
 		return
 	}
 	var sum int64
@@ -341,7 +375,7 @@ func (t *Tree) maybePromote(n *node, prev string) {
 	n.promoted = true
 	t.Promotions++
 	for v, c := range n.children {
-		if float64(c.calls) >= t.o.StableShare*float64(n.calls) && c.calls >= 5 {
+		if c.holds > 0 || (float64(c.calls) >= t.o.StableShare*float64(n.calls) && c.calls >= 5) {
 			continue
 		}
 		merge(n.param, c)
@@ -353,11 +387,21 @@ func (t *Tree) maybePromote(n *node, prev string) {
 func merge(a, b *node) {
 	a.calls += b.calls
 	a.end = a.end || b.end
+	a.holds += b.holds
+	a.static = a.static || b.static
 	for v, c := range b.children {
 		if ac, ok := a.children[v]; ok {
 			merge(ac, c)
 		} else {
 			a.children[v] = c
+		}
+	}
+	if b.keeps > 0 {
+		a.keeps = 0
+		for _, c := range a.children {
+			if c.holds > 0 {
+				a.keeps++
+			}
 		}
 	}
 	if b.param != nil {

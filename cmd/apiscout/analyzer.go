@@ -336,7 +336,7 @@ func openAnalysisStore(ctx context.Context, a *app) (analysisStore, error) {
 // serves in the background; the returned function waits for it to stop.
 func startUI(ctx context.Context, a *app, store storeread.Store, eng *lockedEngine, ready func() bool) (addr string, wait func(), err error) {
 	srv, err := api.New(api.Options{
-		Config: a.cfg.UI, Reader: storeread.New(store, eng.specs()), Uploader: eng, Log: a.log.Named("ui"), Reg: a.reg, Ready: ready,
+		Config: a.cfg.UI, Reader: storeread.New(store, eng.specs()), Uploader: eng, Templates: eng, Log: a.log.Named("ui"), Reg: a.reg, Ready: ready,
 	})
 	if err != nil {
 		return "", nil, err
@@ -376,7 +376,7 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer store.Close()
-	eng, err := newEngine(a)
+	eng, err := openEngine(ctx, a, store)
 	if err != nil {
 		return err
 	}
@@ -415,8 +415,9 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 // the analysis feeds it from one goroutine while the web UI asks it for
 // specs and diffs from others.
 type lockedEngine struct {
-	mu sync.Mutex
-	e  *analyzer.Engine
+	mu        sync.Mutex
+	e         *analyzer.Engine
+	templates templateKeeper // keeps the API's template decisions (templates.go)
 }
 
 // newEngine builds the analyzer engine with its detectors, from the

@@ -89,7 +89,7 @@ func runRun(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer store.Close()
-	eng, err := newEngine(a)
+	eng, err := openEngine(ctx, a, store)
 	if err != nil {
 		return err
 	}

@@ -18,8 +18,17 @@ type AnalyzerConfig struct {
 	MaxServices            int `yaml:"max_services" help:"cap on services tracked"`
 	// OrphanWindow: a documented endpoint not seen for this long is orphan.
 	OrphanWindow time.Duration `yaml:"orphan_window" help:"documented endpoints unseen this long are orphan"`
-	// Templates pins operator decisions: "METHOD /path/{param}" or "/path/{param}".
-	Templates []string `yaml:"templates" help:"pinned path templates, e.g. /users/{userId}"`
+	// Templates are operator decisions on path templates, each
+	// "[pin|split|merge] /path/{param} [on SERVICE]": pin a template
+	// ("/users/{userId}" alone, or the older "GET /users/{userId}", is a
+	// pin), keep a value or a whole position literal ("split /users/me",
+	// "split /files/{name}"), or make a position one parameter ("merge
+	// /reports/{report}"); for every service, or the one named after
+	// "on". Decisions made through the REST API are kept in the result
+	// store, not here. The analyzer checks them when it starts (the
+	// grammar is analyzer/template's); analyzer/templates.go says how they
+	// regroup endpoints.
+	Templates []string `yaml:"templates" help:"template decisions: [pin|split|merge] /path/{param} [on SERVICE], e.g. split /users/me"`
 	// LearningPeriod before an endpoint's baseline may alert.
 	LearningPeriod time.Duration `yaml:"learning_period" help:"packet time an endpoint is learned before it alerts"`
 	// MinSupport is the minimum number of calls before a baseline alerts.
