@@ -943,9 +943,10 @@ func (e *Engine) Forget(hosts []string) {
 	}
 }
 
-// Restore reloads the inventory from a checkpoint (Snapshot's list of
-// services, or SnapshotServices' services and baselines): endpoints keep
-// their templates, calls, first and last seen, auth kinds, sensitive
+// Restore reloads the inventory from a checkpoint (Snapshot's services
+// and template decisions, SnapshotServices' services and baselines, or a
+// bare list of services): the decisions are put in force first; endpoints
+// keep their templates, calls, first and last seen, auth kinds, sensitive
 // classes, statuses and fields; templates are pinned so the restored
 // inventory does not flap; the detectors get their learned baselines
 // back.
