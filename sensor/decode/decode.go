@@ -254,6 +254,11 @@ func (d *Decoder) ipv6(b []byte, ts time.Time, seg *Segment, depth int) error {
 	dst, _ := netip.AddrFromSlice(d.ip6.DstIP)
 	seg.NetFlow = d.ip6.NetworkFlow()
 	next, payload := d.ip6.NextHeader, d.ip6.Payload
+	if d.ip6.HopByHop != nil {
+		// gopacket takes the hop-by-hop header into the IPv6 layer and
+		// off its payload, but leaves NextHeader naming it.
+		next = d.ip6.HopByHop.NextHeader
+	}
 	// Walk the common extension headers to the transport.
 	for i := 0; i < 8; i++ {
 		switch next {
