@@ -1,8 +1,8 @@
 // Package decode takes a captured frame apart down to its TCP segment,
 // through every encapsulation a mirror may add on the way: 802.1Q and QinQ
 // tags, MPLS labels, VXLAN, GENEVE, GRE, ERSPAN type II and III, Linux
-// cooked captures (SLL, SLL2) and raw IP. IPv4 fragments are reassembled
-// with a bound on the fragments held. The mirror session (VNI, VLANs,
+// cooked captures (SLL, SLL2) and raw IP. IPv4 and IPv6 fragments are
+// reassembled with a bound on the datagrams held. The mirror session (VNI, VLANs,
 // ERSPAN session) comes out with the segment.
 //
 // Layers are decoded into structs owned by the Decoder and reused for
@@ -92,6 +92,8 @@ type Decoder struct {
 	sll2   layers.LinuxSLL2
 	erspan layers.ERSPANII
 	defrag *ip4defrag.IPv4Defragmenter
+	// defrag6 reassembles IPv6 fragments, bounded like IPv4's.
+	defrag6 ip6Defrag
 	// fragments counts datagrams held by the defragmenter, to bound it.
 	fragments    int
 	maxFragments int
@@ -273,7 +275,12 @@ func (d *Decoder) ipv6(b []byte, ts time.Time, seg *Segment, depth int) error {
 			next, payload = layers.IPProtocol(payload[0]), payload[n:]
 			continue
 		case layers.IPProtocolIPv6Fragment:
-			return fail(ReasonNotTCP, errors.New("IPv6 fragments are not reassembled"))
+			var err error
+			next, payload, err = d.defrag6.add(src, dst, payload, ts, d.maxFragments)
+			if err != nil {
+				return err
+			}
+			continue
 		}
 		break
 	}

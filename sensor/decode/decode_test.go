@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -301,6 +302,10 @@ func FuzzDecode(f *testing.F) {
 	for _, c := range cases(f) {
 		f.Add(c.frame, uint16(c.link))
 	}
+	c6, s6 := netip.MustParseAddrPort("[2001:db8::7]:41000"), netip.MustParseAddrPort("[2001:db8::9]:8080")
+	for _, fr := range fragment6(ipTCP(f, c6, s6, make([]byte, 64)), 9, 32) {
+		f.Add(fr, uint16(layers.LinkTypeRaw))
+	}
 	d := New(8)
 	f.Fuzz(func(t *testing.T, frame []byte, link uint16) {
 		var seg Segment
@@ -314,5 +319,139 @@ func FuzzDecode(f *testing.F) {
 		if seg.TCP == nil || !seg.Src.IsValid() || !seg.Dst.IsValid() {
 			t.Fatalf("success without a segment: %+v", seg)
 		}
+	})
+}
+
+// fragment6 splits an IPv6 packet (no extension headers) into fragments
+// of at most size payload bytes (a multiple of 8), each with a fragment
+// header of id; at gives each fragment's offset instead when not nil.
+func fragment6(pkt []byte, id uint32, size int) [][]byte {
+	payload, next := pkt[40:], pkt[6]
+	var out [][]byte
+	for off := 0; off < len(payload); off += size {
+		end := min(off+size, len(payload))
+		out = append(out, frag6(pkt, next, id, off, end < len(payload), payload[off:end]))
+	}
+	return out
+}
+
+func frag6(pkt []byte, next byte, id uint32, off int, more bool, data []byte) []byte {
+	f := slices.Clone(pkt[:40])
+	f[6] = byte(layers.IPProtocolIPv6Fragment)
+	binary.BigEndian.PutUint16(f[4:], uint16(8+len(data)))
+	hdr := make([]byte, 8)
+	hdr[0] = next
+	om := uint16(off)
+	if more {
+		om |= 1
+	}
+	binary.BigEndian.PutUint16(hdr[2:], om)
+	binary.BigEndian.PutUint32(hdr[4:], id)
+	return append(append(f, hdr...), data...)
+}
+
+func TestIPv6Fragments(t *testing.T) {
+	c6, s6 := netip.MustParseAddrPort("[2001:db8::7]:41000"), netip.MustParseAddrPort("[2001:db8::9]:8080")
+	body := make([]byte, 1000)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	whole := ipTCP(t, c6, s6, body)
+	frags := fragment6(whole, 77, 256)
+	decode := func(d *Decoder, f []byte) (Segment, error) {
+		var seg Segment
+		err := d.Decode(f, layers.LinkTypeRaw, t0, &seg)
+		return seg, err
+	}
+	check := func(t *testing.T, seg Segment) {
+		t.Helper()
+		if seg.TCP == nil || seg.Src != c6.Addr() || !bytes.Equal(seg.TCP.Payload, body) {
+			t.Fatalf("reassembled segment wrong: %+v", seg.TCP)
+		}
+	}
+	t.Run("in order", func(t *testing.T) {
+		d := New(16)
+		for _, f := range frags[:len(frags)-1] {
+			if _, err := decode(d, f); Reason(err) != ReasonFragment {
+				t.Fatalf("%v, want %s", err, ReasonFragment)
+			}
+		}
+		seg, err := decode(d, frags[len(frags)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, seg)
+	})
+	t.Run("reversed", func(t *testing.T) {
+		d := New(16)
+		var seg Segment
+		var err error
+		for i := len(frags) - 1; i >= 0; i-- {
+			seg, err = decode(d, frags[i])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, seg)
+	})
+	t.Run("duplicated by the mirror", func(t *testing.T) {
+		d := New(16)
+		var seg Segment
+		var err error
+		for _, f := range frags[:len(frags)-1] {
+			decode(d, f)
+			if _, err := decode(d, f); Reason(err) != ReasonFragment {
+				t.Fatalf("a copied fragment: %v, want %s", err, ReasonFragment)
+			}
+		}
+		seg, err = decode(d, frags[len(frags)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, seg)
+	})
+	t.Run("atomic fragment", func(t *testing.T) {
+		seg, err := decode(New(16), frag6(whole, whole[6], 5, 0, false, whole[40:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, seg)
+	})
+	t.Run("overlap discards the datagram", func(t *testing.T) {
+		d := New(16)
+		decode(d, frags[0])
+		evil := frag6(whole, whole[6], 77, 248, true, make([]byte, 256)) // rewrites bytes 248..255
+		if _, err := decode(d, evil); Reason(err) != ReasonFragmentBad {
+			t.Fatalf("overlap: %v, want %s", err, ReasonFragmentBad)
+		}
+		var err error
+		for _, f := range frags[1:] {
+			_, err = decode(d, f)
+		}
+		if err == nil {
+			t.Fatal("a datagram with overlapping fragments was reassembled")
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		d := New(4)
+		for id := range 1000 {
+			decode(d, fragment6(whole, uint32(id), 256)[0])
+		}
+		if n := len(d.defrag6.pending); n > 4 {
+			t.Errorf("%d incomplete datagrams held, bound 4", n)
+		}
+		if len(d.defrag6.order) > 4*16+1 {
+			t.Errorf("%d keys queued", len(d.defrag6.order))
+		}
+		// The newest datagram is still whole when its fragments come.
+		var seg Segment
+		var err error
+		for _, f := range fragment6(whole, 999, 256)[1:] {
+			seg, err = decode(d, f)
+		}
+		if err != nil {
+			t.Fatalf("the newest datagram: %v", err)
+		}
+		check(t, seg)
 	})
 }
