@@ -455,3 +455,22 @@ func TestIPv6Fragments(t *testing.T) {
 		check(t, seg)
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	for _, c := range cases(b) {
+		if c.reason != "" || (c.name != "ethernet ipv4" && c.name != "VXLAN" && c.name != "802.1Q" && c.name != "ERSPAN type II") {
+			continue
+		}
+		b.Run(c.name, func(b *testing.B) {
+			d := New(16)
+			var seg Segment
+			b.SetBytes(int64(len(c.frame)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.Decode(c.frame, c.link, t0, &seg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
