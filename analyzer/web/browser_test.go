@@ -23,7 +23,7 @@ var artifactDir = filepath.Join("..", "..", ".artifacts", "browser")
 // inventory; screenshots go to .artifacts/browser.
 func TestBrowserWalkthrough(t *testing.T) {
 	m := demoInventory()
-	s, err := api.New(api.Options{Config: config.Default().UI, Reader: m, Uploader: m})
+	s, err := api.New(api.Options{Config: config.Default().UI, Reader: m, Uploader: m, Templates: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,10 @@ import (
 // diff. The inventory must hold shadow endpoints, other endpoints and at
 // least one anomaly. Screenshots (PNG) go to dir; any script error or
 // CSP violation fails t.
+// walkthroughTemplate is the template decision the walkthrough makes and
+// withdraws.
+const walkthroughTemplate = "/walkthrough/{item}"
+
 func Walkthrough(t testing.TB, base, dir string) {
 	t.Helper()
 	chromium := findChromium(t)
@@ -141,6 +145,18 @@ func Walkthrough(t testing.TB, base, dir string) {
 			chromedp.Click(`#nav a[data-page="diff"]`, chromedp.ByQuery),
 			chromedp.WaitVisible(`#diff-service`, chromedp.ByQuery),
 			shot("8-diff"),
+		}},
+		{"template decision", []chromedp.Action{
+			// An admin merges a position into a parameter, sees the
+			// decision listed, and withdraws it.
+			chromedp.WaitVisible(`#templates #template-add`, chromedp.ByQuery),
+			chromedp.SetValue(`#template-action`, "merge", chromedp.ByQuery),
+			chromedp.SetValue(`#template-path`, walkthroughTemplate, chromedp.ByQuery),
+			chromedp.Click(`#template-add`, chromedp.ByQuery),
+			chromedp.WaitVisible(`//div[@id="templates"]//td[text()="`+walkthroughTemplate+`"]`, chromedp.BySearch),
+			shot("9-templates"),
+			chromedp.Click(`//div[@id="templates"]//tr[td[text()="`+walkthroughTemplate+`"]]//button`, chromedp.BySearch),
+			chromedp.WaitNotPresent(`//div[@id="templates"]//td[text()="`+walkthroughTemplate+`"]`, chromedp.BySearch),
 		}},
 	}
 	for _, st := range steps {

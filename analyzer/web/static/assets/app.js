@@ -435,6 +435,8 @@ async function diff(p) {
   const d = await api("/services/" + encodeURIComponent(svc) + "/diff");
   const kinds = ["shadow", "zombie", "orphan", "drift"];
   const upload = session.role === "admin" ? uploadForm(svc) : null;
+  // A server without a template editor answers 501: no card then.
+  const decisions = await api("/services/" + encodeURIComponent(svc) + "/templates").catch(() => null);
   render(
     h("div", { class: "page-head" }, h("h1", {}, "Spec diff"), sel, h("span", { class: "grow" }),
       h("a", { href: "/api/v1/services/" + encodeURIComponent(svc) + "/openapi.json", download: "" }, "Download reconstructed OpenAPI")),
@@ -444,8 +446,47 @@ async function diff(p) {
       h("tbody", {}, d.items.map((i) => h("tr", {}, h("td", {}, badge(i.kind, i.kind === "drift" ? "sens" : i.kind)), h("td", {}, badge(i.severity, i.severity)),
         h("td", { class: "path" }, i.method ? methodTag(i.method) : null, " ", i.path || ""), h("td", { class: "mono" }, i.location || ""), h("td", {}, i.detail)))))
       : h("p", { class: "empty" }, "Traffic and spec agree.")),
+    decisions ? templatesCard(svc, decisions.items) : null,
     upload,
   );
+}
+
+// Template decisions: pin a template, split a value or position out of a
+// parameter, merge a position's values into one. Admins make and withdraw
+// them here; the inventory regroups at once.
+function templatesCard(svc, items) {
+  const admin = session.role === "admin";
+  const path = "/services/" + encodeURIComponent(svc) + "/templates";
+  const msg = h("span", { class: "muted", id: "template-msg" });
+  const rows = items.map((d) => h("tr", {},
+    h("td", {}, badge(d.action, d.action === "split" ? "zombie" : "shadow")),
+    h("td", { class: "path mono" }, d.template),
+    h("td", {}, d.service === "*" ? "every service" : d.service),
+    h("td", { class: "muted" }, d.source === "config" ? "analyzer.templates" : "API"),
+    h("td", {}, admin && d.source === "api" ? h("button", { class: "small", onclick: async () => {
+      try {
+        await api((d.service === "*" ? "/services/*/templates/" : path + "/") + encodeURIComponent(d.id), { method: "DELETE" });
+        route();
+      } catch (e) { msg.textContent = "Refused: " + e.message; }
+    } }, "Withdraw") : null)));
+  let form = null;
+  if (admin) {
+    const action = h("select", { id: "template-action" }, ["merge", "split", "pin"].map((a) => h("option", { value: a }, a)));
+    const tpl = h("input", { type: "text", id: "template-path", placeholder: "/reports/{report}", size: 40 });
+    const add = h("button", { id: "template-add", onclick: async () => {
+      try {
+        await api(path, { method: "POST", body: JSON.stringify({ action: action.value, template: tpl.value.trim() }), headers: { "Content-Type": "application/json" } });
+        route();
+      } catch (e) { msg.textContent = "Refused: " + e.message; }
+    } }, "Add decision");
+    form = h("div", { class: "filters" }, action, tpl, add, msg);
+  }
+  return h("div", { class: "card section", id: "templates" },
+    h("h2", {}, "Path templates of " + svc),
+    h("p", { class: "muted small" }, "merge /reports/{report}: the values there are one parameter. split /users/me: that value is its own endpoint (split /files/{name}: every value is). pin /users/{userId}: that template, whatever the traffic shows."),
+    items.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Action", "Template", "Applies to", "From", ""].map((c) => h("th", {}, c)))), h("tbody", {}, rows))
+      : h("p", { class: "empty" }, "No decisions: templates are inferred from the traffic."),
+    form);
 }
 
 function uploadForm(svc) {
