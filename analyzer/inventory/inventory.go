@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/axiomhq/hyperloglog"
 
 	"github.com/apiscout/apiscout/analyzer/schema"
 )
@@ -63,8 +64,10 @@ type EndpointState struct {
 	params              map[string]string
 	reqFields           map[string]string
 	respFields          map[string]string
-	clients             map[string]struct{}
-	clientsCap          bool
+	// clients estimates distinct callers: exact while few (the sketch's
+	// sparse form), then within about 1% in at most 16 KiB, so that a
+	// client flood spread over every endpoint stays bounded.
+	clients *hyperloglog.Sketch
 	latency             *ddsketch.DDSketch
 	gaps, trunc, noResp int64
 	unauthOK, authOK    int64
@@ -79,8 +82,6 @@ type EndpointState struct {
 	Changed bool
 }
 
-// maxClients per endpoint kept exactly; beyond it the count is a floor.
-const maxClients = 4096
 
 // NewEndpointState starts an endpoint.
 func NewEndpointState(service, method, path, protocol string, t time.Time) *EndpointState {
@@ -89,7 +90,7 @@ func NewEndpointState(service, method, path, protocol string, t time.Time) *Endp
 		Endpoint: Endpoint{Service: service, Method: method, Path: path, Protocol: protocol, FirstSeen: t, LastSeen: t},
 		statuses: map[int]int64{}, ctypes: map[string]bool{}, auth: map[string]bool{}, sensitive: map[string]bool{},
 		sensFields: map[string]string{}, query: map[string]string{}, queryCount: map[string]int64{}, params: map[string]string{},
-		reqFields: map[string]string{}, respFields: map[string]string{}, clients: map[string]struct{}{},
+		reqFields: map[string]string{}, respFields: map[string]string{}, clients: hyperloglog.New14(),
 		latency: sk, jwtAlgs: map[string]bool{}, jwtIss: map[string]bool{},
 	}
 }
@@ -171,11 +172,7 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 		}
 	}
 	if c.Client != "" {
-		if len(e.clients) < maxClients {
-			e.clients[c.Client] = struct{}{}
-		} else {
-			e.clientsCap = true
-		}
+		e.clients.Insert([]byte(c.Client))
 	}
 	if c.Latency > 0 {
 		_ = e.latency.Add(float64(c.Latency) / float64(time.Millisecond))
@@ -258,11 +255,7 @@ func (e *EndpointState) Merge(o *EndpointState) {
 	for k, n := range o.queryCount {
 		e.queryCount[k] += n
 	}
-	for k := range o.clients {
-		if len(e.clients) < maxClients {
-			e.clients[k] = struct{}{}
-		}
-	}
+	_ = e.clients.Merge(o.clients) // both are New14: cannot fail
 	_ = e.latency.MergeWith(o.latency)
 	e.gaps += o.gaps
 	e.trunc += o.trunc
@@ -381,7 +374,7 @@ func (e *EndpointState) Snapshot() Endpoint {
 	}
 	d := Detail{Statuses: st, ContentTypes: keys(e.ctypes), Query: copyMap(e.query), PathParams: copyMap(e.params),
 		RequestFields: copyMap(e.reqFields), ResponseFields: copyMap(e.respFields), SensitiveFields: copyMap(e.sensFields),
-		Clients: len(e.clients), Gaps: e.gaps, Truncated: e.trunc, NoResponse: e.noResp,
+		Clients: int(e.clients.Estimate()), Gaps: e.gaps, Truncated: e.trunc, NoResponse: e.noResp,
 		Template: TemplateEvidence{Source: e.source, Confidence: confidence(e), Examples: append([]string(nil), e.examples...)},
 		Spec:     e.specName, Deprecated: e.deprecated, JWTAlgs: keys(e.jwtAlgs), JWTIssuers: keys(e.jwtIss),
 		RequestSchema: e.reqSchema.Render(), ResponseSchema: e.respSchema.Render()}
