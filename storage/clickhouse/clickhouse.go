@@ -410,7 +410,14 @@ func (s *Store) insertOnce(ctx context.Context, stmt, token string, fill func(dr
 	}
 	// A dead server must fail the attempt, not hang it.
 	actx, cancel := context.WithTimeout(ctx, max(s.opts.RetryMaxElapsed, 30*time.Second))
-	defer cancel()
+	// clickhouse-go (v2.50) stops Send's context watchdog without waiting
+	// for it: cancelling actx as Send returns can let the watchdog close
+	// the connection after it went back to the pool, and the next insert
+	// on it fails with "use of closed network connection" (the soak test
+	// saw one such retry every two to three minutes; upstream
+	// ClickHouse/clickhouse-go#2032). The watchdog has long stopped a
+	// second later; the deadline would end actx anyway.
+	defer func() { time.AfterFunc(time.Second, cancel) }()
 	b, err := s.conn.PrepareBatch(actx, stmt, driver.WithReleaseConnection())
 	if err != nil {
 		return err
