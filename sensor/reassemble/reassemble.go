@@ -166,6 +166,8 @@ type Reassembler struct {
 	scratch    []byte
 	// seen is evict's scratch: the last packet times of all connections.
 	seen []int64
+	// rings are the overlap windows' rings given up, for reuse.
+	rings rings
 	// Overlap totals, for tests and the heartbeat.
 	OverlapSame, OverlapDiffer, OverlapUnverified, Mismatches uint64
 }
@@ -326,6 +328,7 @@ func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac re
 	dst, _ := netip.AddrFromSlice(netFlow.Dst().Raw())
 	sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
 	c := &conn{r: r, id: r.opts.ConnIDBase + r.nextID}
+	c.win[0].pool, c.win[1].pool = &r.rings, &r.rings
 	switch {
 	case tcp.SYN && !tcp.ACK:
 	case tcp.SYN && tcp.ACK:
@@ -574,7 +577,7 @@ func (c *conn) finish(reason string, ts time.Time) {
 			c.r.overlapMem -= int64(n)
 			c.r.m.OverlapMemory.Sub(float64(n))
 		}
-		c.win[i] = window{}
+		c.win[i].release()
 	}
 	delete(c.r.live, c)
 	c.r.m.Live.Set(float64(len(c.r.live)))
