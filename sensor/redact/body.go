@@ -127,7 +127,7 @@ func (m *masker) scan() {
 			}
 		case c == '@':
 			i = m.email(i)
-		case c == '-' && bytes.HasPrefix(b[i:], []byte("-----BEGIN ")):
+		case c == '-' && bytes.HasPrefix(b[i:], pemBegin):
 			i = m.privateKey(i)
 		case c == '"':
 			if i == m.close {
@@ -373,7 +373,7 @@ func (m *masker) privateKey(i int) int {
 // quote for strings that are not such keys, so their content is scanned).
 func (m *masker) jsonString(i int) int {
 	b := m.in
-	end, plain := stringEnd(b, i)
+	end, in := stringEnd(b, i)
 	if end < 0 {
 		return i + 1
 	}
@@ -383,7 +383,7 @@ func (m *masker) jsonString(i int) int {
 		j++
 	}
 	if j >= len(b) || b[j] != ':' {
-		if plain {
+		if in == contentPlain || in == contentDashes && !m.form {
 			return end + 1 // a value with nothing a match could start at
 		}
 		m.close = end
@@ -418,26 +418,76 @@ func (m *masker) jsonString(i int) int {
 }
 
 // stringEnd returns the index of the quote closing the JSON string that
-// opens at i, or -1, and whether the string holds no byte a match could
-// start at.
-func stringEnd(b []byte, i int) (int, bool) {
-	plain := true
+// opens at i, or -1, and what the string holds. Most of a JSON body is
+// inside strings, so this is the redactor's hottest loop: one table read
+// per byte.
+func stringEnd(b []byte, i int) (int, content) {
+	var start, dash, escape bool
 	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; c {
-		case '\\':
-			j++
-		case '"':
-			return j, plain
-		case '\n':
-			return -1, false
-		default:
-			if starts[c] {
-				plain = false
+		switch inString[b[j]] {
+		case strPlain:
+		case strStart:
+			start = true
+		case strDash:
+			if j+1 < len(b) && b[j+1] == '-' && bytes.HasPrefix(b[j:], pemBegin) {
+				start = true
+			} else {
+				dash = true
 			}
+		case strEscape:
+			escape = true
+			j++
+		case strQuote:
+			switch {
+			case start || dash && escape:
+				return j, contentMatches
+			case dash:
+				return j, contentDashes
+			}
+			return j, contentPlain
+		default: // a newline: not a JSON string
+			return -1, contentMatches
 		}
 	}
-	return -1, false
+	return -1, contentMatches
 }
+
+// content is what stringEnd found in a string.
+type content uint8
+
+const (
+	// contentPlain: no byte a match could start at.
+	contentPlain content = iota
+	// contentDashes: no such byte but dashes that start no private key
+	// ("-----BEGIN "), and no escape. Scanning it would find nothing
+	// outside form bodies (whose fields start after any '&'): slugs and
+	// dates make this the common kind of JSON value.
+	contentDashes
+	// contentMatches: a match may start in it.
+	contentMatches
+)
+
+var pemBegin = []byte("-----BEGIN ")
+
+// What a byte inside a JSON string is to stringEnd.
+const (
+	strPlain   = iota
+	strStart   // a match may start at it (starts), but '-'
+	strDash    // '-': a match starts only where a PEM block does
+	strEscape  // '\\'
+	strQuote   // '"'
+	strNewline // '\n'
+)
+
+var inString = func() (t [256]uint8) {
+	for c := range t {
+		if starts[c] {
+			t[c] = strStart
+		}
+	}
+	t['-'], t['\\'], t['"'], t['\n'] = strDash, strEscape, strQuote, strNewline
+	return t
+}()
 
 // secretName reports whether a field name names a secret: without case,
 // '-' and '_', it contains password, passwd or secret, or ends in token,
@@ -448,6 +498,16 @@ func secretName(name string) bool {
 
 func secretNameBytes(name []byte) bool {
 	if len(name) < 3 || len(name) > 64 {
+		return false
+	}
+	// Most names are no secret's: every name that is holds an 's' (secret,
+	// passw) or ends in 'n' or 'y' (token, apikey, privatekey).
+	last := len(name) - 1
+	for last > 0 && (name[last] == '-' || name[last] == '_') {
+		last--
+	}
+	if e := name[last] | 0x20; e != 'n' && e != 'y' &&
+		bytes.IndexByte(name, 's') < 0 && bytes.IndexByte(name, 'S') < 0 {
 		return false
 	}
 	var buf [64]byte
