@@ -14,7 +14,8 @@
 #   CLICKHOUSE_DIR        folder (default ${TMPDIR:-/tmp}/apiscout-clickhouse)
 #   CLICKHOUSE_TCP_PORT   native protocol port (default 19000)
 #   CLICKHOUSE_HTTP_PORT  HTTP port (default 18123)
-#   CLICKHOUSE_TLS_PORT   native protocol over TLS (default 19440; 0: none)
+#   CLICKHOUSE_TLS_PORT   native protocol over TLS (default 19440 beside the
+#                         default native port, else none; 0: none)
 #
 # With openssl on the PATH, up makes a throwaway CA, a server certificate
 # for localhost and 127.0.0.1 and a client certificate in $dir/tls (kept
@@ -28,7 +29,11 @@ set -euo pipefail
 dir=${CLICKHOUSE_DIR:-${TMPDIR:-/tmp}/apiscout-clickhouse}
 tcp=${CLICKHOUSE_TCP_PORT:-19000}
 http=${CLICKHOUSE_HTTP_PORT:-18123}
-tlsport=${CLICKHOUSE_TLS_PORT:-19440}
+# A second instance on other ports gets no TLS port unless it asks: the
+# default one is the first instance's.
+deftls=0
+[ "$tcp" != 19000 ] || deftls=19440
+tlsport=${CLICKHOUSE_TLS_PORT:-$deftls}
 pidfile=$dir/clickhouse.pid
 tls=$dir/tls
 
