@@ -157,9 +157,15 @@ type Reassembler struct {
 	PeakLive                 int
 	closeReason              string
 	// lossSeen is set when a receiver acknowledged bytes the capture never
-	// had: the hole will not be filled, so buffered data must go now.
+	// had and the hole could not be filled alone (loss.go): buffered data
+	// of every connection must go now.
 	lossSeen  bool
 	lastForce time.Time
+	// lost are the directions proved lossy by the packet just taken; fill
+	// and fillTCP are the segment that fills their holes (see loss.go).
+	lost    []lostHalf
+	fill    []byte
+	fillTCP layers.TCP
 	// overlapMem is the bytes held by all windows; scratch holds a
 	// segment rewritten to its first copy until gopacket has taken it.
 	overlapMem int64
@@ -200,8 +206,8 @@ func (r *Reassembler) Packet(seg *decode.Segment, ci gopacket.CaptureInfo) {
 		r.evict()
 	}
 	r.asm.AssembleWithContext(seg.NetFlow, seg.TCP, &context{ci: ci})
-	if r.lossSeen {
-		r.forceFlush()
+	if len(r.lost) > 0 || r.lossSeen {
+		r.skipLost()
 	}
 	if r.now.Sub(r.flushed) >= time.Second {
 		r.Advance(r.now)
@@ -329,6 +335,7 @@ func (r *Reassembler) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac re
 	sp, dp := uint16(tcp.SrcPort), uint16(tcp.DstPort)
 	c := &conn{r: r, id: r.opts.ConnIDBase + r.nextID}
 	c.win[0].pool, c.win[1].pool = &r.rings, &r.rings
+	c.loss.init(netFlow, tcp)
 	switch {
 	case tcp.SYN && !tcp.ACK:
 	case tcp.SYN && tcp.ACK:
@@ -384,6 +391,7 @@ type conn struct {
 	// contiguous while later ones wait; holeSet says there is one.
 	hole    [2]reassembly.Sequence
 	holeSet [2]bool
+	loss    lossState
 	// win keeps each direction's recent bytes to compare overlaps with;
 	// fin is where a FIN ended the direction (finSet says there was one).
 	win    [2]window
@@ -472,6 +480,9 @@ func (r *Reassembler) budget(delta int) bool {
 // connection without SYN starts at its first segment when midstream
 // pickup is on.
 func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+	if _, ok := ac.(*fillContext); ok {
+		return true // a hole's fill (loss.go), not a packet
+	}
 	c.lastSeen = max(c.lastSeen, ci.Timestamp.UnixNano())
 	if tcp.RST {
 		c.sawRST = true
@@ -484,9 +495,10 @@ func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.T
 		nextSeq.Difference(reassembly.Sequence(tcp.Seq)) > 0 && !c.holeSet[di] {
 		c.hole[di], c.holeSet[di] = nextSeq, true
 	}
+	c.loss.seen(di, tcp, nextSeq)
 	if tcp.ACK && c.holeSet[opp] && c.hole[opp].Difference(reassembly.Sequence(tcp.Ack)) > 0 {
 		c.holeSet[opp] = false
-		c.r.lossSeen = true
+		c.r.lost = append(c.r.lost, lostHalf{c: c, di: opp, ack: tcp.Ack})
 	}
 	if !*start && nextSeq == invalidSequence && !tcp.SYN {
 		if !c.r.opts.Midstream {
@@ -527,6 +539,10 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 	ts := ac.GetCaptureInfo().Timestamp
 	sd := c.dir(d)
 	c.holeSet[dirIndex(d)] = false // data flowed: a remaining hole is noted again on its next segment
+	lost := c.loss.delivered(dirIndex(d), skip, length)
+	if lost > 0 {
+		skip = lost // zeros standing for bytes proved lost (loss.go)
+	}
 	if skip != 0 {
 		// skip < 0: bytes missing at the start of a stream picked up
 		// midstream, of unknown size.
@@ -536,10 +552,10 @@ func (c *conn) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemble
 			c.r.m.GapBytes.Add(float64(skip))
 		}
 	}
-	if length > 0 {
-		c.parser.Data(sd, sg.Fetch(length), ts)
-		c.r.Bytes += uint64(length)
-		c.r.m.Bytes.Add(float64(length))
+	if length > lost {
+		c.parser.Data(sd, sg.Fetch(length)[lost:], ts)
+		c.r.Bytes += uint64(length - lost)
+		c.r.m.Bytes.Add(float64(length - lost))
 	}
 }
 
