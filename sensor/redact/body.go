@@ -460,8 +460,8 @@ const (
 	contentPlain content = iota
 	// contentDashes: no such byte but dashes that start no private key
 	// ("-----BEGIN "), and no escape. Scanning it would find nothing
-	// outside form bodies (whose fields start after any '&'): slugs and
-	// dates make this the common kind of JSON value.
+	// outside form bodies (whose fields start after any '&'): hyphenated
+	// slugs and names make this a common kind of JSON value.
 	contentDashes
 	// contentMatches: a match may start in it.
 	contentMatches
