@@ -239,12 +239,20 @@ func ValueClass(v string) string {
 	if len(v) < 5 || len(v) > 4096 {
 		return ""
 	}
-	if v[0] == '[' {
+	// The sensor masks what it finds anywhere in a body, inside free
+	// text too ("call me at [email:…]"): a mask anywhere in the value
+	// names its class.
+	for i := strings.IndexByte(v, '['); i >= 0; {
 		for _, m := range masks {
-			if strings.HasPrefix(v, m.prefix) {
+			if strings.HasPrefix(v[i:], m.prefix) {
 				return m.class
 			}
 		}
+		j := strings.IndexByte(v[i+1:], '[')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
 	}
 	switch {
 	case strings.Contains(v, "PRIVATE KEY-----"):

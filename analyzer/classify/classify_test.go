@@ -65,6 +65,24 @@ func TestBody(t *testing.T) {
 	}
 }
 
+// The sensor masks values wherever it finds them, inside free text too;
+// the mask names the class wherever it sits in the value.
+func TestValueClassMasksInText(t *testing.T) {
+	for _, c := range []struct{ v, want string }{
+		{"[card:visa:1111:fp:0123456789abcdef]", Card},
+		{"call me or mail [email:fp:0123456789abcdef], thanks", Email},
+		{"paid with [card:visa:1111:fp:0123456789abcdef] [email:fp:0123456789abcdef]", Card},
+		{"my number is [ssn:fp:0123456789abcdef]", NationalID},
+		{"see [1] and [2], not a mask", ""},
+		{"[emails are fine]", ""},
+		{"plain text", ""},
+	} {
+		if got := ValueClass(c.v); got != c.want {
+			t.Errorf("ValueClass(%q) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
 func FuzzBody(f *testing.F) {
 	f.Add([]byte(`{"a":[1,{"b":"x@y.zz"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { ReadJSON(b) })
