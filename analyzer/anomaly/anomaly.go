@@ -55,6 +55,10 @@ type Anomaly struct {
 	Event Event `json:"event,omitempty"`
 	// Updated is the packet time this copy was produced.
 	Updated time.Time `json:"updated,omitempty"`
+	// Opened is the packet time the incident was first reported: Start
+	// is its first evidence, which a window detector judges only when the
+	// window closes, so time to detect is Opened minus the attack's start.
+	Opened time.Time `json:"opened,omitempty"`
 	// Details holds detector-specific facts: mode=brute_force,
 	// class=card, field=/user/email, categories=sqli,xss, mirror=...
 	Details map[string]string `json:"details,omitempty"`

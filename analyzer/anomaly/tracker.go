@@ -106,6 +106,7 @@ func (t *Tracker) Raise(ev Anomaly) (Anomaly, bool) {
 	a.State = Open
 	a.Event = EventOpened
 	a.Updated = end
+	a.Opened = end
 	a.Count = 1
 	if len(a.Evidence) > MaxEvidence {
 		a.Evidence = a.Evidence[:MaxEvidence]
