@@ -81,10 +81,11 @@ type Store struct {
 	eps   map[EndpointKey]*Endpoint
 	order []*Endpoint // creation order, so that window closes are deterministic
 
-	clients    map[string]*Client
+	clients    map[ClientKey]*Client
 	head, tail *Client
 
-	kinds map[[2]string]*Kind
+	// kinds profiles client kinds over every service the store sees.
+	kinds map[string]*Kind
 
 	// Client-window distributions learned over all clients: requests and
 	// response bytes per client window, decayed hourly.
@@ -106,8 +107,8 @@ func New(cfg Config, reg prometheus.Registerer) *Store {
 	s := &Store{
 		cfg:         cfg,
 		eps:         make(map[EndpointKey]*Endpoint),
-		clients:     make(map[string]*Client),
-		kinds:       make(map[[2]string]*Kind),
+		clients:     make(map[ClientKey]*Client),
+		kinds:       make(map[string]*Kind),
 		clientReq:   newSketch(),
 		clientBytes: newSketch(),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
@@ -209,16 +210,20 @@ func (s *Store) Fold(c *Call) (*Endpoint, *Client) {
 				ep.PathParams = append(ep.PathParams, name)
 			}
 		}
+		unauthOK := !c.Authenticated && c.Status >= 200 && c.Status < 300
 		for _, cls := range obs.ResponseSensitive {
 			if !contains(ep.Sensitive, cls) && len(ep.Sensitive) < 64 {
 				ep.Sensitive = append(ep.Sensitive, cls)
+			}
+			if unauthOK && !contains(ep.UnauthSensitive, cls) && len(ep.UnauthSensitive) < 64 {
+				ep.UnauthSensitive = append(ep.UnauthSensitive, cls)
 			}
 		}
 	}
 
 	var cl *Client
 	if obs.Identity != "" {
-		cl = s.client(obs)
+		cl = s.ClientOf(obs)
 		s.observeClient(cl, c, ep, learn)
 	}
 	return ep, cl
@@ -242,11 +247,10 @@ func (s *Store) observeClient(cl *Client, c *Call, ep *Endpoint, learnEp bool) {
 		cl.WAuthFail++
 	}
 	if learnEp && cl.Frozen == 0 && c.Status >= 200 && c.Status < 400 && c.Authenticated {
-		kk := [2]string{ep.Key.Service, cl.Kind}
-		kd := s.kinds[kk]
+		kd := s.kinds[cl.Kind]
 		if kd == nil {
 			kd = &Kind{First: c.Time}
-			s.kinds[kk] = kd
+			s.kinds[cl.Kind] = kd
 		}
 		kd.Learned++
 		if ep.Kinds == nil {
@@ -268,8 +272,11 @@ func (s *Store) rollClient(cl *Client) {
 	cl.WCount, cl.WAuthFail, cl.WErrors, cl.WBytes = 0, 0, 0, 0
 }
 
-// KindOf returns the learned profile of a client kind on a service.
-func (s *Store) KindOf(service, kind string) *Kind { return s.kinds[[2]string{service, kind}] }
+// KindOf returns the learned profile of a client kind, over all services:
+// a kind is known once it has been seen anywhere, so that its first call
+// to a service it never used (an ordinary user on the admin API) can be
+// judged.
+func (s *Store) KindOf(kind string) *Kind { return s.kinds[kind] }
 
 // LearnBOLA folds a finished object window into the endpoint's learned
 // maximum of new ids per client window.
@@ -280,10 +287,20 @@ func (s *Store) LearnBOLA(ep *Endpoint, cl *Client, newIDs int) {
 	ep.BOLAMax = math.Max(ep.BOLAMax*0.99, float64(newIDs))
 }
 
-// client finds or creates the client of obs, keeping the LRU order and
-// the cap.
-func (s *Store) client(obs *inventory.Observation) *Client {
-	cl := s.clients[obs.Identity]
+// ClientKey identifies a client: its identity on one service. A client
+// is judged per service, like the incidents about it, so that its
+// picture does not depend on which services share a partition (the
+// service is the partition key): an identity's calls to one service do
+// not count towards another's thresholds.
+type ClientKey struct{ Service, ID string }
+
+// ClientOf finds or creates the client of obs (its identity on its
+// service), keeping the LRU order and the cap. Detectors that judge a
+// call before it is folded in get the client this way, so that a
+// client's first call to a service is judged like the others.
+func (s *Store) ClientOf(obs *inventory.Observation) *Client {
+	k := ClientKey{obs.Service, obs.Identity}
+	cl := s.clients[k]
 	if cl != nil {
 		if s.head != cl {
 			s.unlink(cl)
@@ -294,13 +311,13 @@ func (s *Store) client(obs *inventory.Observation) *Client {
 	if s.cfg.MaxClients > 0 && len(s.clients) >= s.cfg.MaxClients {
 		old := s.tail
 		s.unlink(old)
-		delete(s.clients, old.ID)
+		delete(s.clients, ClientKey{old.Service, old.ID})
 		s.evicted.Inc()
 		s.clientsG.Dec()
 	}
-	cl = &Client{ID: obs.Identity, Principal: obs.Principal, Kind: KindOf(obs.Roles, obs.Auth),
+	cl = &Client{ID: obs.Identity, Service: obs.Service, Principal: obs.Principal, Kind: KindOf(obs.Roles, obs.Auth),
 		First: obs.Time, WinStart: obs.Time.Truncate(s.cfg.ClientWindow)}
-	s.clients[obs.Identity] = cl
+	s.clients[k] = cl
 	s.pushFront(cl)
 	s.clientsG.Inc()
 	return cl
@@ -331,8 +348,8 @@ func (s *Store) unlink(c *Client) {
 	c.prev, c.next = nil, nil
 }
 
-// Client returns a tracked client or nil.
-func (s *Store) Client(id string) *Client { return s.clients[id] }
+// Client returns the tracked client identity id on service, or nil.
+func (s *Store) Client(service, id string) *Client { return s.clients[ClientKey{service, id}] }
 
 // Endpoint returns a tracked endpoint or nil.
 func (s *Store) Endpoint(k EndpointKey) *Endpoint { return s.eps[k] }

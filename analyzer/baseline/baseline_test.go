@@ -75,7 +75,7 @@ func TestClientCapEvictsLeastRecent(t *testing.T) {
 		t.Fatalf("%d clients, cap 3", s.Clients())
 	}
 	for id, want := range map[string]bool{"c2": true, "c4": true, "c5": true, "c3": false, "c0": false} {
-		if got := s.Client(id) != nil; got != want {
+		if got := s.Client("h", id) != nil; got != want {
 			t.Errorf("client %s tracked=%v, want %v", id, got, want)
 		}
 	}

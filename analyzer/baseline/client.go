@@ -16,10 +16,11 @@ const (
 )
 
 // Client is what is known of one client identity (credential fingerprint,
-// else address). Totals are since first sight; W* fields are the current
-// client window.
+// else address) on one service. Totals are since first sight; W* fields
+// are the current client window.
 type Client struct {
 	ID        string
+	Service   string
 	Principal string
 	Kind      string // see KindOf
 	First     time.Time
@@ -75,7 +76,7 @@ func KindOf(roles []string, auth string) string {
 	return "role:" + strings.Join(r, ",")
 }
 
-// Kind is the learned behaviour of one client kind on one service.
+// Kind is the learned behaviour of one client kind.
 type Kind struct {
 	First   time.Time
 	Learned int64

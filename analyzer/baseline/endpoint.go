@@ -44,8 +44,11 @@ type Endpoint struct {
 	PathParams []string
 	// Auth counts learned successful calls with and without credentials.
 	AuthOK, UnauthOK int64
-	// Sensitive lists the data classes learned in responses.
-	Sensitive []string
+	// Sensitive lists the data classes learned in responses;
+	// UnauthSensitive those learned in successful responses to calls
+	// without credentials.
+	Sensitive       []string
+	UnauthSensitive []string
 	// Kinds counts learned successful calls per client kind (see Kind).
 	Kinds map[string]int64
 	// BOLAMax is the decayed maximum of new object ids per client window

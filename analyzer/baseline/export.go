@@ -35,6 +35,7 @@ type saved struct {
 	AuthOK        int64             `json:"auth_ok"`
 	UnauthOK      int64             `json:"unauth_ok"`
 	Sensitive     []string          `json:"sensitive,omitempty"`
+	UnauthSens    []string          `json:"unauth_sensitive,omitempty"`
 	Kinds         map[string]int64  `json:"kinds,omitempty"`
 	BOLAMax       float64           `json:"bola_max"`
 	LowWindows    int               `json:"low_windows"`
@@ -54,8 +55,8 @@ func (s *Store) Export(services []string) ([]byte, error) {
 		sv := saved{Key: ep.Key, First: ep.First, Last: ep.Last, Seen: ep.Seen, Learned: ep.Learned,
 			Rate: ep.Rate, PerHour: ep.Rate.perHour, LatP95: ep.LatP95, Err4xx: ep.Err4xx, Err5xx: ep.Err5xx,
 			LoginFail: ep.LoginFail, RespSize: ep.RespSize, ReqSize: ep.ReqSize, Status: ep.Status, Fields: ep.Fields,
-			PathParams: ep.PathParams, AuthOK: ep.AuthOK, UnauthOK: ep.UnauthOK, Sensitive: ep.Sensitive, Kinds: ep.Kinds,
-			BOLAMax: ep.BOLAMax, LowWindows: ep.LowWindows, Notes: ep.Notes}
+			PathParams: ep.PathParams, AuthOK: ep.AuthOK, UnauthOK: ep.UnauthOK, Sensitive: ep.Sensitive, UnauthSens: ep.UnauthSensitive,
+			Kinds: ep.Kinds, BOLAMax: ep.BOLAMax, LowWindows: ep.LowWindows, Notes: ep.Notes}
 		if ep.Latency != nil {
 			b, err := proto.Marshal(ep.Latency.ToProto())
 			if err != nil {
@@ -105,9 +106,15 @@ func (s *Store) Import(b []byte) error {
 		*ep = Endpoint{Key: sv.Key, First: sv.First, Last: sv.Last, Seen: sv.Seen, Learned: sv.Learned,
 			Rate: sv.Rate, Latency: sv.learnedSketch, LatP95: sv.LatP95, Err4xx: sv.Err4xx, Err5xx: sv.Err5xx,
 			LoginFail: sv.LoginFail, RespSize: sv.RespSize, ReqSize: sv.ReqSize, Status: sv.Status, Fields: sv.Fields,
-			PathParams: sv.PathParams, AuthOK: sv.AuthOK, UnauthOK: sv.UnauthOK, Sensitive: sv.Sensitive, Kinds: sv.Kinds,
-			BOLAMax: sv.BOLAMax, LowWindows: sv.LowWindows, Notes: sv.Notes}
+			PathParams: sv.PathParams, AuthOK: sv.AuthOK, UnauthOK: sv.UnauthOK, Sensitive: sv.Sensitive, UnauthSensitive: sv.UnauthSens,
+			Kinds: sv.Kinds, BOLAMax: sv.BOLAMax, LowWindows: sv.LowWindows, Notes: sv.Notes}
 		ep.Rate.perHour = sv.PerHour
+		if sv.UnauthSens == nil && sv.UnauthOK > 0 {
+			// Saved before unauthenticated classes were kept apart:
+			// assume any learned class may have been served without
+			// credentials rather than report them all again.
+			ep.UnauthSensitive = slices.Clone(sv.Sensitive)
+		}
 	}
 	return nil
 }

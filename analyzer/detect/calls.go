@@ -11,12 +11,18 @@ import (
 	"github.com/apiscout/apiscout/analyzer/inventory"
 )
 
-// evidence starts an anomaly record for obs.
+// evidence starts an anomaly record for obs. The client's principal (a
+// token's subject) goes into the details: the client itself is a
+// credential fingerprint, which names no one.
 func evidence(typ string, obs *inventory.Observation, client string, c *baseline.Call) anomaly.Anomaly {
-	return anomaly.Anomaly{
+	ev := anomaly.Anomaly{
 		Type: typ, Host: obs.Service, Method: obs.Method, Path: obs.Path, Client: client,
 		Start: obs.Time, Evidence: []string{c.TxID()},
 	}
+	if obs.Principal != "" {
+		ev.Details = details("principal", obs.Principal)
+	}
+	return ev
 }
 
 func success(status int) bool { return status >= 200 && status < 300 }
@@ -30,8 +36,8 @@ func (s *Set) beforeFold(obs *inventory.Observation, ep *baseline.Endpoint, cl *
 	tx := obs.Tx
 	ok := success(tx.Status)
 	authed := c.Authenticated
-	// Unauthenticated sensitive responses are judged (higher) after the
-	// fold, whatever the baseline says.
+	// Unauthenticated sensitive responses are judged (higher) by
+	// sensitiveUnauth, before the fold learns them, learned or not.
 	if s.on[iSensitive] && ok && authed {
 		s.sensitiveNew(obs, ep, c)
 	}
@@ -61,7 +67,7 @@ func (s *Set) sensitiveNew(obs *inventory.Observation, ep *baseline.Endpoint, c 
 		ev := evidence(anomaly.TypeSensitiveDataExposure, obs, "", c)
 		ev.Severity = anomaly.Medium
 		ev.Summary = "response carries sensitive data class " + cls + " never seen on this endpoint"
-		ev.Details = details("reason", "new_class", "class", cls, "client", obs.Identity)
+		ev.Details = addDetails(ev.Details, "reason", "new_class", "class", cls, "client", obs.Identity)
 		s.raise(ev, frozenRef{})
 		return
 	}
@@ -83,7 +89,7 @@ func (s *Set) unauthenticated(obs *inventory.Observation, ep *baseline.Endpoint,
 	ev.Observed = 1
 	ev.Expected = float64(ep.UnauthOK) / float64(total)
 	ev.Summary = "request without credentials succeeded on an endpoint that requires them"
-	ev.Details = details("client", obs.Identity, "status", strconv.Itoa(obs.Tx.Status))
+	ev.Details = addDetails(ev.Details, "client", obs.Identity, "status", strconv.Itoa(obs.Tx.Status))
 	s.raise(ev, frozenRef{ep: ep})
 }
 
@@ -92,7 +98,13 @@ func (s *Set) unauthenticated(obs *inventory.Observation, ep *baseline.Endpoint,
 // never seen on it, or a known field with another type.
 func (s *Set) schemaDrift(obs *inventory.Observation, ep *baseline.Endpoint, c *baseline.Call) {
 	var added, retyped []string
+	ok := success(obs.Tx.Status)
 	for _, f := range obs.NewFields {
+		if !ok && strings.HasPrefix(f, "response:") {
+			// An error body is not the endpoint's response schema: the
+			// first 400 of an endpoint that never failed is not drift.
+			continue
+		}
 		ptr, typ := baseline.SplitField(f)
 		if old, ok := ep.Fields[ptr]; ok && old != typ {
 			retyped = append(retyped, ptr+":"+old+"->"+typ)
@@ -105,7 +117,9 @@ func (s *Set) schemaDrift(obs *inventory.Observation, ep *baseline.Endpoint, c *
 	}
 	ev := evidence(anomaly.TypeSchemaDrift, obs, "", c)
 	ev.Severity = anomaly.Low
-	ev.Details = map[string]string{}
+	if ev.Details == nil {
+		ev.Details = map[string]string{}
+	}
 	if len(added) > 0 {
 		ev.Details["new_fields"] = strings.Join(added, ",")
 	}
@@ -120,13 +134,15 @@ func (s *Set) schemaDrift(obs *inventory.Observation, ep *baseline.Endpoint, c *
 
 // bfla — bfla, API5:2023, high (medium when the endpoint is not
 // admin-like): an authenticated identity of a learned kind (its role
-// claims, else its auth kind) calls with success a learned endpoint that
+// claims, else its auth kind, learned over all services: a kind that
+// never called this service, such as ordinary users on the admin API, is
+// the case that matters most) calls with success a learned endpoint that
 // other kinds call but its kind never called while learning.
 func (s *Set) bfla(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseline.Client, c *baseline.Call) {
 	if ep.Kinds[cl.Kind] > 0 {
 		return
 	}
-	kd := s.base.KindOf(obs.Service, cl.Kind)
+	kd := s.base.KindOf(cl.Kind)
 	if kd == nil || obs.Time.Sub(kd.First) < s.acfg.LearningPeriod || kd.Learned < int64(s.acfg.MinSupport) {
 		return
 	}
@@ -146,7 +162,7 @@ func (s *Set) bfla(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseli
 		ev.Severity = anomaly.High
 	}
 	ev.Summary = "identity of kind " + cl.Kind + " called an endpoint its kind never calls"
-	ev.Details = details("kind", cl.Kind, "principal", obs.Principal, "endpoint", obs.Method+" "+obs.Path)
+	ev.Details = addDetails(ev.Details, "kind", cl.Kind, "principal", obs.Principal, "endpoint", obs.Method+" "+obs.Path)
 	s.raise(ev, frozenRef{cl: cl})
 }
 
@@ -167,16 +183,11 @@ func adminLike(path string) bool {
 // afterFold runs the detectors that look at the call itself or at the
 // client's counters including it.
 func (s *Set) afterFold(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseline.Client, c *baseline.Call) {
-	tx := obs.Tx
-	ok := success(tx.Status)
 	if s.on[iShadow] && obs.Classification == inventory.Shadow {
 		s.shadow(obs, ep, c)
 	}
 	if s.on[iZombie] && obs.Classification == inventory.Zombie {
-		s.zombie(obs, c)
-	}
-	if s.on[iSensitive] && ok && !c.Authenticated && len(obs.ResponseSensitive) > 0 {
-		s.sensitiveUnauth(obs, c)
+		s.zombie(obs, ep, c)
 	}
 	if s.on[iJWT] && cl != nil && (obs.Auth == "jwt" || obs.Auth == "bearer") {
 		s.jwt(obs, cl, c)
@@ -216,35 +227,57 @@ func (s *Set) shadow(obs *inventory.Observation, ep *baseline.Endpoint, c *basel
 	ep.Notes |= noteShadow
 	ev := evidence(anomaly.TypeShadowEndpoint, obs, "", c)
 	ev.Summary = "undocumented endpoint started receiving traffic"
-	ev.Details = details("client", obs.Identity, "first_seen", ep.First.UTC().Format(time.RFC3339))
+	ev.Details = addDetails(ev.Details, "client", obs.Identity, "first_seen", ep.First.UTC().Format(time.RFC3339))
 	s.raise(ev, frozenRef{})
 }
 
 const noteShadow = 1
 
 // zombie — zombie_call, API9:2023, medium: an endpoint the specs mark
-// deprecated (classification zombie) is called. Every call refreshes the
-// incident, so it stays open while the endpoint is in use.
-func (s *Set) zombie(obs *inventory.Observation, c *baseline.Call) {
+// deprecated (classification zombie), quiet through its service's
+// learning period, is called. Every call refreshes the incident, so it
+// stays open while the endpoint is in use. A deprecated endpoint already
+// in use while the service was learned is a standing condition, which
+// the inventory reports as a finding ("deprecated (zombie) endpoint
+// still called"), not an event: an incident open from the first packet
+// to the last says nothing the inventory does not.
+func (s *Set) zombie(obs *inventory.Observation, ep *baseline.Endpoint, c *baseline.Call) {
 	if s.touch(anomaly.TypeZombieCall, obs.Service, obs.Method, obs.Path, "", obs.Time) {
+		return
+	}
+	if ep.First.Sub(s.svcFirst[obs.Service]) < s.acfg.LearningPeriod {
 		return
 	}
 	ev := evidence(anomaly.TypeZombieCall, obs, "", c)
 	ev.Summary = "deprecated endpoint called"
-	ev.Details = details("client", obs.Identity, "status", strconv.Itoa(c.Status))
+	ev.Details = addDetails(ev.Details, "client", obs.Identity, "status", strconv.Itoa(c.Status))
 	s.raise(ev, frozenRef{})
 }
 
 // sensitiveUnauth — sensitive_data_exposure (unauthenticated), API3:2023,
-// high: a call without credentials got a successful response carrying
-// sensitive data classes.
-func (s *Set) sensitiveUnauth(obs *inventory.Observation, c *baseline.Call) {
-	if s.touch(anomaly.TypeSensitiveDataExposure, obs.Service, obs.Method, obs.Path, "", obs.Time) {
+// high: after its service's learning period, a call without credentials
+// gets a successful response carrying a sensitive data class that the
+// endpoint's successful unauthenticated responses never carried before
+// (ep is nil for an endpoint's first call: every class is new). What an
+// endpoint served without credentials while its service was learned (a
+// login handing out tokens, a public export of contacts) is a standing
+// condition the inventory reports as a finding; an incident is the change.
+func (s *Set) sensitiveUnauth(obs *inventory.Observation, ep *baseline.Endpoint, c *baseline.Call) {
+	if obs.Time.Sub(s.svcFirst[obs.Service]) < s.acfg.LearningPeriod {
+		return
+	}
+	var fresh []string
+	for _, cls := range obs.ResponseSensitive {
+		if ep == nil || !contains(ep.UnauthSensitive, cls) {
+			fresh = append(fresh, cls)
+		}
+	}
+	if len(fresh) == 0 || s.touch(anomaly.TypeSensitiveDataExposure, obs.Service, obs.Method, obs.Path, "", obs.Time) {
 		return
 	}
 	ev := evidence(anomaly.TypeSensitiveDataExposure, obs, "", c)
 	ev.Summary = "sensitive data served without authentication"
-	ev.Details = details("reason", "unauthenticated", "class", strings.Join(obs.ResponseSensitive, ","), "client", obs.Identity)
+	ev.Details = addDetails(ev.Details, "reason", "unauthenticated", "class", strings.Join(fresh, ","), "client", obs.Identity)
 	s.raise(ev, frozenRef{})
 }
 
@@ -259,7 +292,7 @@ func (s *Set) bruteForce(obs *inventory.Observation, cl *baseline.Client, c *bas
 	ev.Observed = float64(cl.WAuthFail)
 	ev.Expected = float64(s.cfg.StuffingClient)
 	ev.Summary = "one client failing to log in repeatedly (brute force)"
-	ev.Details = details("mode", "brute_force")
+	ev.Details = addDetails(ev.Details, "mode", "brute_force")
 	s.raise(ev, frozenRef{cl: cl})
 }
 
@@ -344,7 +377,7 @@ func (s *Set) bola(obs *inventory.Observation, ep *baseline.Endpoint, cl *baseli
 	ev.Observed = float64(os.NewIDs)
 	ev.Expected = limit
 	ev.Summary = "identity touching many object ids it was never given"
-	ev.Details = details("sequential", strconv.Itoa(os.Seq), "endpoint", obs.Method+" "+obs.Path)
+	ev.Details = addDetails(ev.Details, "sequential", strconv.Itoa(os.Seq), "endpoint", obs.Method+" "+obs.Path)
 	if os.Seq*2 >= os.NewIDs {
 		ev.Severity = anomaly.Critical
 	}

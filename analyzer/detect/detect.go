@@ -250,11 +250,14 @@ func (s *Set) Observe(obs *inventory.Observation) []anomaly.Anomaly {
 	ep := s.base.Endpoint(baseline.EndpointKey{Service: obs.Service, Method: obs.Method, Path: obs.Path})
 	var cl *baseline.Client
 	if obs.Identity != "" {
-		cl = s.base.Client(obs.Identity)
+		cl = s.base.ClientOf(obs)
 	}
 	c := s.base.Call(obs)
 	if ep != nil {
 		s.beforeFold(obs, ep, cl, c)
+	}
+	if s.on[iSensitive] && success(obs.Tx.Status) && !c.Authenticated && len(obs.ResponseSensitive) > 0 {
+		s.sensitiveUnauth(obs, ep, c)
 	}
 	ep, cl = s.base.Fold(c)
 	s.afterFold(obs, ep, cl, c)
@@ -424,6 +427,17 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 // details builds a detail map from key/value pairs.
 func details(kv ...string) map[string]string {
 	m := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// addDetails adds key/value pairs to m (made when nil) and returns it.
+func addDetails(m map[string]string, kv ...string) map[string]string {
+	if m == nil {
+		return details(kv...)
+	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}

@@ -46,7 +46,7 @@ func (s *Set) jwt(obs *inventory.Observation, cl *baseline.Client, c *baseline.C
 	ev := evidence(anomaly.TypeJWTWeakness, obs, "", c)
 	ev.Severity = sev
 	ev.Summary = "endpoint accepted a weak JWT: " + reason
-	ev.Details = details("reason", reason, "client", obs.Identity, "alg", cl.JWTAlg)
+	ev.Details = addDetails(ev.Details, "reason", reason, "client", obs.Identity, "alg", cl.JWTAlg)
 	if !cl.JWTExpires.IsZero() {
 		ev.Details["exp"] = cl.JWTExpires.UTC().Format(time.RFC3339)
 	}

@@ -189,7 +189,7 @@ func (s *Set) injection(obs *inventory.Observation, cl *baseline.Client, c *base
 		ev.OWASP = "API7:2023"
 	}
 	ev.Summary = "attack payload in request: " + strings.Join(cats, ", ")
-	ev.Details = details("categories", strings.Join(cats, ","), "rules", strings.Join(rules, ","),
+	ev.Details = addDetails(ev.Details, "categories", strings.Join(cats, ","), "rules", strings.Join(rules, ","),
 		"status", strconv.Itoa(c.Status))
 	ref := frozenRef{}
 	if cl != nil {
