@@ -54,20 +54,20 @@ type TemplateEvidence struct {
 // EndpointState accumulates one endpoint's observations.
 type EndpointState struct {
 	Endpoint
-	statuses            map[int]int64
-	ctypes              map[string]bool
-	auth                map[string]bool
-	sensitive           map[string]bool
-	sensFields          map[string]string
-	query               map[string]string
-	queryCount          map[string]int64
-	params              map[string]string
-	reqFields           map[string]string
-	respFields          map[string]string
+	statuses   map[int]int64
+	ctypes     map[string]bool
+	auth       map[string]bool
+	sensitive  map[string]bool
+	sensFields map[string]string
+	query      map[string]string
+	queryCount map[string]int64
+	params     map[string]string
+	reqFields  map[string]string
+	respFields map[string]string
 	// clients estimates distinct callers: exact while few (the sketch's
 	// sparse form), then within about 1% in at most 16 KiB, so that a
 	// client flood spread over every endpoint stays bounded.
-	clients *hyperloglog.Sketch
+	clients             *hyperloglog.Sketch
 	latency             *ddsketch.DDSketch
 	gaps, trunc, noResp int64
 	unauthOK, authOK    int64
@@ -81,7 +81,6 @@ type EndpointState struct {
 	// Changed is set by every update; the owner clears it once stored.
 	Changed bool
 }
-
 
 // NewEndpointState starts an endpoint.
 func NewEndpointState(service, method, path, protocol string, t time.Time) *EndpointState {
