@@ -392,6 +392,10 @@ type conn struct {
 	hole    [2]reassembly.Sequence
 	holeSet [2]bool
 	loss    lossState
+	// acked is, per direction, the receiver's latest acknowledgement
+	// (ackedSet once it sent one).
+	acked    [2]uint32
+	ackedSet [2]bool
 	// win keeps each direction's recent bytes to compare overlaps with;
 	// fin is where a FIN ended the direction (finSet says there was one).
 	win    [2]window
@@ -432,6 +436,13 @@ func (c *conn) overlap(tcp *layers.TCP, di int, nextSeq reassembly.Sequence) {
 			return
 		}
 		next = uint32(nextSeq)
+		if len(tcp.Payload) == 1 && seq+1 == next && !tcp.FIN && c.ackedSet[di] && seqDiff(next, c.acked[di]) >= 0 {
+			// A keep-alive probe (RFC 9293 §3.8.4): one byte, often
+			// garbage, just behind what the sender has sent and the
+			// receiver acknowledged, so the receiver drops it too: no
+			// retransmission to compare.
+			return
+		}
 	}
 	if end := seq + uint32(len(tcp.Payload)); tcp.FIN && !c.finSet[di] && seqDiff(next, end) >= 0 {
 		c.fin[di], c.finSet[di] = end, true // a FIN before next is dropped, as gopacket does
@@ -496,6 +507,9 @@ func (c *conn) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.T
 		c.hole[di], c.holeSet[di] = nextSeq, true
 	}
 	c.loss.seen(di, tcp, nextSeq)
+	if tcp.ACK {
+		c.acked[opp], c.ackedSet[opp] = tcp.Ack, true
+	}
 	if tcp.ACK && c.holeSet[opp] && c.hole[opp].Difference(reassembly.Sequence(tcp.Ack)) > 0 {
 		c.holeSet[opp] = false
 		c.r.lost = append(c.r.lost, lostHalf{c: c, di: opp, ack: tcp.Ack})
