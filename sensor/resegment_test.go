@@ -157,6 +157,11 @@ type variant struct {
 	// nothing but ACKs and its own FIN in between) arrive among the
 	// flight's last segments, ahead of the other side's packets.
 	finEarly bool
+	// finOnData sends such a FIN on the flight's last data segment.
+	finOnData bool
+	// keepalive is the chance that a pure ACK is followed by a keep-alive
+	// probe from its sender, when all it sent was acknowledged.
+	keepalive float64
 	// drop loses one data segment per connection to the capture (its
 	// ACK still comes): not a variant the records survive, but the
 	// check that the comparison sees a difference.
@@ -185,9 +190,12 @@ var variants = []variant{
 	{name: "reordered", cut: mixed, window: 6},
 	{name: "reordered-wide", cut: mixed, window: 40},
 	{name: "fin-early", cut: mixed, window: 6, finEarly: true},
+	{name: "fin-on-data", cut: mixed, window: 3, finEarly: true, finOnData: true, retransmit: 0.1},
+	{name: "reordered-tiny-wide", cut: tiny, window: 200},
 	{name: "duplicated", dup: true},
 	{name: "retransmitted", cut: mixed, retransmit: 0.15},
 	{name: "acks", cut: mixed, acks: 0.5},
+	{name: "keep-alive", keepalive: 0.5},
 	{name: "all", cut: tiny, window: 8, dup: true, retransmit: 0.1, acks: 0.3, finEarly: true},
 }
 
@@ -204,11 +212,29 @@ type seg struct {
 // resegment returns the connection's packets as v carries them.
 func (c *tcpConn) resegment(v variant, r *rand.Rand) []seg {
 	var out []seg
+	var next, acked [2]uint32 // as the capture has them: each side's next byte, and what the other acknowledged
+	var ackSeen [2]bool
+	closing := false // a FIN or RST was sent: no more probes
 	for i := 0; i < len(c.pkts); {
 		p := c.pkts[i]
+		closing = closing || p.h.FIN || p.h.RST
+		if end := p.h.Seq + uint32(len(p.payload)) + uint32(btoi(p.h.SYN || p.h.FIN)); i == 0 || seqBefore(next[p.dir], end) {
+			next[p.dir] = end
+		}
+		if p.h.ACK {
+			acked[1-p.dir], ackSeen[1-p.dir] = p.h.Ack, true
+		}
 		if !isData(p) {
 			out = append(out, seg{t: p.t, dir: p.dir, h: p.h, payload: p.payload})
 			i++
+			if len(p.payload) == 0 && !p.h.SYN && !closing && ackSeen[p.dir] && acked[p.dir] == next[p.dir] &&
+				r.Float64() < v.keepalive {
+				// A keep-alive probe: a zero byte just behind all the
+				// sender has sent and had acknowledged.
+				h := p.h
+				h.Seq--
+				out = append(out, seg{t: p.t, dir: p.dir, h: h, payload: []byte{0}})
+			}
 			continue
 		}
 		j := i + 1
@@ -301,7 +327,17 @@ func flight(pkts []tcpPkt, fin *tcpPkt, v variant, r *rand.Rand) []seg {
 		}
 	}
 	if fin != nil {
-		segs = append(segs, seg{t: fin.t, dir: fin.dir, h: fin.h})
+		last := -1
+		for i, s := range segs {
+			if s.h.Seq+uint32(len(s.payload)) == fin.h.Seq {
+				last = i
+			}
+		}
+		if v.finOnData && last >= 0 {
+			segs[last].h.FIN = true // the sender closes with its last data
+		} else {
+			segs = append(segs, seg{t: fin.t, dir: fin.dir, h: fin.h})
+		}
 	}
 	if v.window > 0 {
 		times := make([]time.Time, len(segs))
