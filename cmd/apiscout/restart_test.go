@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +78,12 @@ type pipelineFixture struct {
 	store   *clickhouse.Store
 	started bool
 	running []*child
+	// mu guards the store's lazy opening: the stream reads counts too.
+	mu sync.Mutex
+	// throttled keeps the stream at most a few batches ahead of the
+	// analyzers, so that a kill lands mid-stream however slowly they
+	// start; it ends with the first kill.
+	throttled atomic.Bool
 }
 
 func newPipelineFixture(t *testing.T, total int) *pipelineFixture {
@@ -100,12 +107,16 @@ func newPipelineFixture(t *testing.T, total int) *pipelineFixture {
 		t.Fatal(err)
 	}
 	const services = 6
+	f.throttled.Store(true)
 	f.sent.Add(1)
 	go func() { // a steady stream over several seconds, once an analyzer is up
 		defer f.sent.Done()
 		<-f.begin
 		at := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 		for i := 0; i < total; i += 200 {
+			for wait := time.Now().Add(20 * time.Second); f.throttled.Load() && f.counted() < int64(i-600) && time.Now().Before(wait); {
+				time.Sleep(50 * time.Millisecond)
+			}
 			var batch []*wire.Transaction
 			for j := i; j < i+200; j++ {
 				host := fmt.Sprintf("svc%d.restart.test", j%services)
@@ -140,6 +151,8 @@ func (f *pipelineFixture) analyzer() *child {
 }
 
 func (f *pipelineFixture) counted() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	ctx := context.Background()
 	if f.store == nil {
 		s, err := clickhouse.Open(ctx, clickhouse.Options{Addr: []string{f.chAddr}, Database: f.db}, false, nil, nil)
@@ -180,6 +193,7 @@ func (f *pipelineFixture) waitFor(n int64) int64 {
 
 // stop kills c with SIGKILL.
 func (f *pipelineFixture) stop(c *child) {
+	f.throttled.Store(false)
 	for i, r := range f.running {
 		if r == c {
 			f.running = append(f.running[:i], f.running[i+1:]...)
