@@ -176,6 +176,7 @@ func (e *Engine) service(host string, t time.Time) *service {
 		e.m.evicted.WithLabelValues("service").Inc()
 		return nil
 	}
+	host = strings.Clone(host) // kept: must not pin the transaction's bytes
 	s := &service{host: host, tree: template.NewTree(template.Options{MaxNodes: 4 * max(e.cfg.MaxEndpointsPerService, 1)}),
 		endpoints: map[string]*inventory.EndpointState{}, ops: map[string]*opRef{}, addrs: map[netip.Addr]struct{}{},
 		mirrors: map[string]bool{}, first: t, last: t}
@@ -187,7 +188,7 @@ func (e *Engine) service(host string, t time.Time) *service {
 			}
 		}
 	}
-	e.services[host] = s
+	e.services[s.host] = s
 	return s
 }
 

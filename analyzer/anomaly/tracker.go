@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -83,19 +84,19 @@ func (t *Tracker) Raise(ev Anomaly) (Anomaly, bool) {
 		}
 		a.Observed, a.Expected = ev.Observed, ev.Expected
 		if ev.Summary != "" {
-			a.Summary = ev.Summary
+			a.Summary = strings.Clone(ev.Summary)
 		}
 		for _, id := range ev.Evidence {
 			if len(a.Evidence) >= MaxEvidence {
 				break
 			}
-			a.Evidence = append(a.Evidence, id)
+			a.Evidence = append(a.Evidence, strings.Clone(id))
 		}
 		for k, v := range ev.Details {
 			if a.Details == nil {
 				a.Details = make(map[string]string, len(ev.Details))
 			}
-			a.Details[k] = v
+			a.Details[strings.Clone(k)] = strings.Clone(v)
 		}
 		in.dirty = true
 		return Anomaly{}, false
@@ -111,10 +112,31 @@ func (t *Tracker) Raise(ev Anomaly) (Anomaly, bool) {
 	if len(a.Evidence) > MaxEvidence {
 		a.Evidence = a.Evidence[:MaxEvidence]
 	}
-	a.Evidence = slices.Clone(a.Evidence)
-	a.Details = maps.Clone(a.Details)
+	detach(&a)
+	tg = TargetOf(&a)
 	t.open[tg] = &incident{a: a, last: end}
 	return copyOf(&a), true
+}
+
+// detach copies the strings of an incident the tracker keeps: evidence
+// comes from transactions decoded in place, and a kept substring would
+// pin the whole Kafka record it arrived in.
+func detach(a *Anomaly) {
+	for _, p := range []*string{&a.Type, &a.OWASP, &a.Host, &a.Method, &a.Path, &a.Client, &a.Summary} {
+		*p = strings.Clone(*p)
+	}
+	ev := make([]string, len(a.Evidence))
+	for i, id := range a.Evidence {
+		ev[i] = strings.Clone(id)
+	}
+	a.Evidence = ev
+	if a.Details != nil {
+		d := make(map[string]string, len(a.Details))
+		for k, v := range a.Details {
+			d[strings.Clone(k)] = strings.Clone(v)
+		}
+		a.Details = d
+	}
 }
 
 // Touch folds one more piece of evidence at packet time at into the open

@@ -18,6 +18,7 @@ package baseline
 import (
 	"errors"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
@@ -187,6 +188,9 @@ func (s *Store) Fold(c *Call) (*Endpoint, *Client) {
 	k := EndpointKey{obs.Service, obs.Method, obs.Path}
 	ep := s.eps[k]
 	if ep == nil {
+		// Copies: the names may be substrings of a transaction decoded in
+		// place, whose whole Kafka record they would pin.
+		k = EndpointKey{strings.Clone(k.Service), strings.Clone(k.Method), strings.Clone(k.Path)}
 		ep = &Endpoint{Key: k, First: obs.Time}
 		s.eps[k] = ep
 		s.order = append(s.order, ep)
@@ -315,7 +319,8 @@ func (s *Store) ClientOf(obs *inventory.Observation) *Client {
 		s.evicted.Inc()
 		s.clientsG.Dec()
 	}
-	cl = &Client{ID: obs.Identity, Service: obs.Service, Principal: obs.Principal, Kind: KindOf(obs.Roles, obs.Auth),
+	k = ClientKey{strings.Clone(obs.Service), strings.Clone(obs.Identity)} // kept: see Fold
+	cl = &Client{ID: k.ID, Service: k.Service, Principal: strings.Clone(obs.Principal), Kind: KindOf(obs.Roles, obs.Auth),
 		First: obs.Time, WinStart: obs.Time.Truncate(s.cfg.ClientWindow)}
 	s.clients[k] = cl
 	s.pushFront(cl)

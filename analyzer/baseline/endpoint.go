@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
@@ -264,7 +265,7 @@ func (e *Endpoint) observe(c *Call) {
 			w.FailClients = make(map[string]struct{})
 		}
 		if len(w.FailClients) < maxFailClients {
-			w.FailClients[c.Client] = struct{}{}
+			w.FailClients[strings.Clone(c.Client)] = struct{}{}
 		}
 		if len(w.FailEvidence) < 3 {
 			w.FailEvidence = append(w.FailEvidence, c.TxID())

@@ -92,7 +92,9 @@ func ReadAuthCached(tx *wire.Transaction, cache map[string]Auth) Auth {
 			if len(cache) >= 100000 {
 				clear(cache)
 			}
-			cache[fp] = a
+			// Kept: copies, so the cache pins no transaction's bytes.
+			a.Identity = strings.Clone(a.Identity)
+			cache[strings.Clone(fp)] = a
 			return a
 		}
 	}

@@ -20,6 +20,7 @@ package detect
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -241,7 +242,7 @@ func (s *Set) Observe(obs *inventory.Observation) []anomaly.Anomaly {
 	s.out = nil
 	s.advance(obs.Time)
 	if _, ok := s.svcFirst[obs.Service]; !ok {
-		s.svcFirst[obs.Service] = obs.Time
+		s.svcFirst[strings.Clone(obs.Service)] = obs.Time
 	}
 	s.blind.observe(obs)
 

@@ -85,6 +85,8 @@ type EndpointState struct {
 // NewEndpointState starts an endpoint.
 func NewEndpointState(service, method, path, protocol string, t time.Time) *EndpointState {
 	sk, _ := ddsketch.NewDefaultDDSketch(0.01)
+	// Copies: the names may be substrings of a transaction decoded in place.
+	service, method, path, protocol = strings.Clone(service), strings.Clone(method), strings.Clone(path), strings.Clone(protocol)
 	return &EndpointState{
 		Endpoint: Endpoint{Service: service, Method: method, Path: path, Protocol: protocol, FirstSeen: t, LastSeen: t},
 		statuses: map[int]int64{}, ctypes: map[string]bool{}, auth: map[string]bool{}, sensitive: map[string]bool{},
@@ -127,7 +129,7 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 	}
 	if c.ContentType != "" && len(e.ctypes) < 16 {
 		ct, _, _ := strings.Cut(c.ContentType, ";")
-		e.ctypes[strings.ToLower(strings.TrimSpace(ct))] = true
+		setKey(e.ctypes, strings.ToLower(strings.TrimSpace(ct)), true)
 	}
 	e.auth[c.Auth] = true
 	ok := c.Status >= 200 && c.Status < 400
@@ -141,16 +143,16 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 	for p, cl := range c.Sensitive {
 		e.sensitive[cl] = true
 		if len(e.sensFields) < 256 {
-			e.sensFields[p] = cl
+			setKey(e.sensFields, p, cl)
 		}
 	}
 	for k, v := range c.Query {
 		if len(e.query) < 64 {
-			e.query[k] = v
+			setKey(e.query, k, v)
 		}
 	}
 	for k, v := range c.Params {
-		e.params[k] = v
+		setKey(e.params, k, v)
 	}
 	for _, f := range []struct {
 		in  map[string]string
@@ -166,7 +168,7 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 				if e.Calls > 1 {
 					newFields = append(newFields, f.tag+":"+p+":"+t)
 				}
-				f.out[p] = t
+				setKey(f.out, p, strings.Clone(t))
 			}
 		}
 	}
@@ -207,6 +209,16 @@ func (e *EndpointState) Add(c *Call) (newFields []string) {
 // maxQuery bounds the query parameter names kept per endpoint (junk
 // names from scanners would grow it without end).
 const maxQuery = 64
+
+// setKey puts v under k in m, copying k when it is new: keys come from
+// transactions decoded in place, and a kept substring would pin the whole
+// Kafka record it arrived in.
+func setKey[V any](m map[string]V, k string, v V) {
+	if _, ok := m[k]; !ok {
+		k = strings.Clone(k)
+	}
+	m[k] = v
+}
 
 // NoteQuery counts one call's query parameter and learns its type; a
 // parameter seen with different types becomes a string.

@@ -280,6 +280,7 @@ func (t *Tree) Observe(path string) Match {
 			c := n.children[s]
 			if c == nil {
 				s = strings.Clone(s) // kept: must not pin the caller's buffer
+				s = strings.Clone(s) // kept: must not pin the transaction's bytes
 				c = &node{seg: s, children: map[string]*node{}}
 				n.children[s] = c
 				t.nodes++
