@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,9 +18,8 @@ import (
 	"github.com/apiscout/apiscout/analyzer/checkpoint"
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/detect"
+	"github.com/apiscout/apiscout/analyzer/ingest"
 	"github.com/apiscout/apiscout/analyzer/inventory"
-	"github.com/apiscout/apiscout/storage"
-	"github.com/apiscout/apiscout/storage/minutes"
 	"github.com/apiscout/apiscout/wire"
 )
 
@@ -47,275 +45,25 @@ Examples:
 	})
 }
 
-// engine is what the analyzer commands need of the analyzer's Engine: the
-// same engine behind `apiscout run` and `apiscout analyzer`.
-type engine interface {
-	// Process analyzes one transaction (packet time inside) and returns
-	// the incident updates it caused.
-	Process(tx *wire.Transaction) []anomaly.Anomaly
-	// Services is the current inventory.
-	Services() []inventory.Service
-}
-
-// resultWriter is the write side of a result store the analysis needs.
-type resultWriter interface {
-	WriteTransactions(ctx context.Context, txs []*wire.Transaction) error
-	WriteEndpoints(ctx context.Context, eps []inventory.Endpoint) error
-	WriteServices(ctx context.Context, svcs []inventory.Service) error
-	WriteAnomalies(ctx context.Context, as []anomaly.Anomaly) error
-}
-
 // analysisStore is a result store as the analyzer commands use it: the
 // writes above and the reads the web UI needs.
 type analysisStore interface {
-	resultWriter
+	ingest.Store
 	storeread.Store
 	Close() error
 }
 
-// analysis applies batches of records to the engine and stores what
-// changed. It implements consume.Handler; `apiscout run` feeds it from the
-// in-process sensor, the distributed analyzer from Kafka.
-type analysis struct {
-	eng   engine
-	store resultWriter
-	log   *zap.Logger
-	// written remembers each endpoint's last stored state (calls and last
-	// seen), so a batch writes only the endpoints it changed.
-	written map[string]endpointMark
-	// minutes keeps per-minute endpoint statistics (rate, errors,
-	// latency) for the charts, by packet time.
-	minutes *minutes.Aggregator
-	latest  time.Time
-	// keep checkpoints the engine's state per partition (nil: none).
-	keep *checkpoint.Keeper
-}
-
-// durableAnalysis is the analysis of the distributed analyzer: Kafka
-// offsets are committed as far as its checkpoints cover
-// (consume.Durable).
-type durableAnalysis struct{ *analysis }
-
-func (d durableAnalysis) Durable() map[int]int64 { return d.keep.Durable() }
-
-// lastCaller is the engine's report of the endpoint a call was counted on.
-type lastCaller interface {
-	LastCall() (service, method, path string, unauthenticated, ok bool)
-}
-
-// statsWriter is the store's side for per-minute statistics.
-type statsWriter interface {
-	WriteStats(ctx context.Context, stats []storage.EndpointMinute) error
-}
-
-type endpointMark struct {
-	calls    int64
-	lastSeen time.Time
-	class    inventory.Classification
-}
-
-func newAnalysis(eng engine, store resultWriter, log *zap.Logger) *analysis {
-	return &analysis{eng: eng, store: store, log: log, written: map[string]endpointMark{}, minutes: minutes.New(2 * time.Minute)}
-}
-
-// Handle implements consume.Handler: process, then store transactions,
-// anomalies, changed endpoints and their services, in that order, so a
-// failure leaves nothing that refers to what is not stored.
-func (a *analysis) Handle(ctx context.Context, batch []consume.Record) error {
-	var txs []*wire.Transaction
-	var anoms []anomaly.Anomaly
-	for _, r := range batch {
-		if a.keep != nil {
-			fresh, err := a.keep.Admit(ctx, r.Partition, r.Offset, r.Index, r.Generation)
-			if err != nil {
-				return fmt.Errorf("restore state: %w", err)
-			}
-			if !fresh {
-				continue
-			}
-		}
-		if r.Tx == nil {
-			continue
-		}
-		txs = append(txs, r.Tx)
-		anoms = append(anoms, a.eng.Process(r.Tx)...)
-		if lc, ok := a.eng.(lastCaller); ok {
-			if svc, m, p, unauth, ok := lc.LastCall(); ok {
-				a.minutes.Add(svc, m, p, r.Tx, unauth)
-				if a.keep != nil {
-					a.keep.Applied(r.Partition, svc)
-				}
-			}
-		}
-		if r.Tx.RequestStart.After(a.latest) {
-			a.latest = r.Tx.RequestStart
-		}
-	}
-	if len(txs) == 0 {
-		return nil
-	}
-	if err := a.store.WriteTransactions(ctx, txs); err != nil {
-		return fmt.Errorf("store transactions: %w", err)
-	}
-	if len(anoms) > 0 {
-		if err := a.store.WriteAnomalies(ctx, anoms); err != nil {
-			return fmt.Errorf("store anomalies: %w", err)
-		}
-	}
-	if err := a.writeStats(ctx, a.minutes.Complete(a.latest)); err != nil {
-		return err
-	}
-	if err := a.flushInventory(ctx); err != nil {
-		return err
-	}
-	if a.keep != nil && a.keep.Due() {
-		// Only now: a checkpoint claims every result before it is stored.
-		if err := a.keep.Save(ctx); err != nil {
-			return fmt.Errorf("save state: %w", err)
-		}
-	}
-	return nil
-}
-
-func (a *analysis) writeStats(ctx context.Context, stats []storage.EndpointMinute) error {
-	sw, ok := a.store.(statsWriter)
-	if !ok || len(stats) == 0 {
-		return nil
-	}
-	if err := sw.WriteStats(ctx, stats); err != nil {
-		return fmt.Errorf("store statistics: %w", err)
-	}
-	return nil
-}
-
-// Close ends the input: the engine closes its open incidents, and they
-// and the last endpoint states are stored.
-func (a *analysis) Close(ctx context.Context) error {
-	if err := a.writeStats(ctx, a.minutes.Drain()); err != nil {
-		return err
-	}
-	c, ok := a.eng.(interface{ Close() []anomaly.Anomaly })
-	if !ok {
-		return nil
-	}
-	if anoms := c.Close(); len(anoms) > 0 {
-		if err := a.store.WriteAnomalies(ctx, anoms); err != nil {
-			return fmt.Errorf("store anomalies: %w", err)
-		}
-	}
-	if err := a.flushInventory(ctx); err != nil {
-		return err
-	}
-	return a.saveState(ctx)
-}
-
-// saveState saves the checkpoints of what changed since the last save.
-func (a *analysis) saveState(ctx context.Context) error {
-	if a.keep == nil {
-		return nil
-	}
-	if err := a.keep.Save(ctx); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	return nil
-}
-
-// keepState checkpoints the analysis' state (the engine's, and the
-// per-minute statistics still open) in store, under topic's name.
-func (an *analysis) keepState(a *app, eng *lockedEngine, store any, topic string) error {
+// newAnalysis builds the analysis of eng into store, its state
+// checkpointed in store under topic's name.
+func newAnalysis(a *app, eng *lockedEngine, store analysisStore, topic string) (*ingest.Analysis, error) {
 	cs, ok := store.(checkpoint.Store)
 	if !ok {
-		return fmt.Errorf("storage.kind %s: the store cannot keep checkpoints", a.cfg.Storage.Kind)
+		return nil, fmt.Errorf("storage.kind %s: the store cannot keep checkpoints", a.cfg.Storage.Kind)
 	}
-	k, err := checkpoint.New(analysisState{eng: eng, minutes: an.minutes}, cs, checkpoint.Options{Topic: topic,
-		Interval: a.cfg.Analyzer.CheckpointInterval, Log: a.log.Named("checkpoint"), Reg: a.reg})
-	if err != nil {
-		return err
-	}
-	an.keep = k
-	return nil
-}
-
-// analysisState is what a checkpoint keeps of an analysis: the engine's
-// services and baselines, and the open minutes of their statistics
-// (under "minutes", beside the engine's own keys).
-type analysisState struct {
-	eng     *lockedEngine
-	minutes *minutes.Aggregator
-}
-
-func (s analysisState) SnapshotServices(hosts []string) ([]byte, error) {
-	b, err := s.eng.SnapshotServices(hosts)
-	if err != nil {
-		return nil, err
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	if obj["minutes"], err = s.minutes.Export(hosts); err != nil {
-		return nil, err
-	}
-	return json.Marshal(obj)
-}
-
-func (s analysisState) Restore(b []byte) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if m, ok := obj["minutes"]; ok {
-		if err := s.minutes.Import(m); err != nil {
-			return err
-		}
-		delete(obj, "minutes")
-	}
-	rest, err := json.Marshal(obj)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	return s.eng.Restore(rest)
-}
-
-func (s analysisState) Forget(hosts []string) {
-	s.eng.Forget(hosts)
-	s.minutes.Forget(hosts)
-}
-
-// flushInventory writes the endpoints changed since the last flush and
-// the services that hold them.
-func (a *analysis) flushInventory(ctx context.Context) error {
-	var eps []inventory.Endpoint
-	var svcs []inventory.Service
-	marks := map[string]endpointMark{}
-	for _, s := range a.eng.Services() {
-		changed := false
-		for _, e := range s.Endpoints {
-			m := endpointMark{calls: e.Calls, lastSeen: e.LastSeen, class: e.Classification}
-			if a.written[e.Key()] != m {
-				eps = append(eps, e)
-				marks[e.Key()] = m
-				changed = true
-			}
-		}
-		if changed {
-			svcs = append(svcs, s)
-		}
-	}
-	if len(eps) > 0 {
-		if err := a.store.WriteEndpoints(ctx, eps); err != nil {
-			return fmt.Errorf("store endpoints: %w", err)
-		}
-	}
-	if len(svcs) > 0 {
-		if err := a.store.WriteServices(ctx, svcs); err != nil {
-			return fmt.Errorf("store services: %w", err)
-		}
-	}
-	for k, m := range marks {
-		a.written[k] = m
-	}
-	return nil
+	an := ingest.New(eng, store, a.log)
+	err := an.Keep(eng, cs, checkpoint.Options{Topic: topic, Interval: a.cfg.Analyzer.CheckpointInterval,
+		Log: a.log.Named("checkpoint"), Reg: a.reg})
+	return an, err
 }
 
 // openAnalysisStore opens the configured store with its read side.
@@ -390,11 +138,11 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	a.log.Info("analyzer started", zap.String("ui", addr), zap.String("group", a.cfg.Kafka.Group), zap.String("topic", a.cfg.Kafka.Topic))
-	an := newAnalysis(eng, store, a.log)
-	if err := an.keepState(a, eng, store, a.cfg.Kafka.Topic); err != nil {
+	an, err := newAnalysis(a, eng, store, a.cfg.Kafka.Topic)
+	if err != nil {
 		return err
 	}
-	err = cons.Run(ctx, durableAnalysis{an})
+	err = cons.Run(ctx, an.Durable())
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
@@ -402,7 +150,7 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 		// Offsets past the last checkpoint stay uncommitted: the next
 		// owner reads those records again and skips what this saves.
 		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = an.saveState(sctx)
+		err = an.SaveState(sctx)
 		scancel()
 	}
 	cancel()

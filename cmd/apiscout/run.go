@@ -15,6 +15,7 @@ import (
 	"github.com/apiscout/apiscout/analyzer/api/storeread"
 	"github.com/apiscout/apiscout/analyzer/checkpoint"
 	"github.com/apiscout/apiscout/analyzer/consume"
+	"github.com/apiscout/apiscout/analyzer/ingest"
 	"github.com/apiscout/apiscout/analyzer/inventory"
 	"github.com/apiscout/apiscout/sensor"
 	"github.com/apiscout/apiscout/wire"
@@ -54,7 +55,7 @@ Examples:
 // next, so that the sensor's queue is the one in-process queue (a file
 // replay waits on it, live capture drops and counts when it is full).
 type engineSink struct {
-	h *analysis
+	h *ingest.Analysis
 }
 
 func (s engineSink) Write(ctx context.Context, txs []*wire.Transaction) error {
@@ -103,11 +104,11 @@ func runRun(cmd *cobra.Command, _ []string) error {
 	fmt.Fprintf(out, "apiscout: web UI and REST API on %s\n", addr)
 	// The inventory carries on across restarts: the state saved by the
 	// last run is restored before the first packet.
-	an := newAnalysis(eng, store, a.log)
-	if err := an.keepState(a, eng, store, ""); err != nil {
+	an, err := newAnalysis(a, eng, store, "")
+	if err != nil {
 		return err
 	}
-	if err := an.keep.RestoreLocal(ctx); err != nil {
+	if err := an.RestoreLocal(ctx); err != nil {
 		return err
 	}
 	p, err := sensor.New(a.cfg.Sensor, a.log.Named("sensor"), a.reg, engineSink{h: an})

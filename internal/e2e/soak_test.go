@@ -26,16 +26,16 @@ import (
 
 	"github.com/apiscout/apiscout/analyzer"
 	"github.com/apiscout/apiscout/analyzer/anomaly"
+	"github.com/apiscout/apiscout/analyzer/checkpoint"
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/detect"
-	"github.com/apiscout/apiscout/analyzer/inventory"
+	"github.com/apiscout/apiscout/analyzer/ingest"
 	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/internal/kafkatest"
 	"github.com/apiscout/apiscout/internal/simulate"
 	"github.com/apiscout/apiscout/sensor"
 	"github.com/apiscout/apiscout/sensor/publish"
 	"github.com/apiscout/apiscout/storage/clickhouse"
-	"github.com/apiscout/apiscout/storage/minutes"
 	"github.com/apiscout/apiscout/wire"
 )
 
@@ -126,7 +126,12 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	an := &soakAnalysis{eng: eng, store: store, written: map[string]endpointMark{}, minutes: minutes.New(2 * time.Minute)}
+	an := &soakAnalysis{}
+	ing := ingest.New(eng, countingStore{Store: store, an: an}, log.Named("ingest"))
+	if err := ing.Keep(eng, store, checkpoint.Options{Topic: kc.Topic, Interval: cfg.Analyzer.CheckpointInterval, Log: log.Named("checkpoint"), Reg: reg}); err != nil {
+		t.Fatal(err)
+	}
+	an.h = ing.Durable()
 	cons, err := consume.New(kc, consume.Options{MaxWait: 200 * time.Millisecond}, log.Named("consume"), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -332,30 +337,41 @@ func replay(fifo string, dur time.Duration, rate float64, sent *atomic.Int64) er
 	return f.Close()
 }
 
-// soakAnalysis is the distributed analyzer's batch handler: transactions
-// through the engine, then transactions, incidents, per-minute statistics
-// and changed endpoints and services to the store, in that order.
+// soakAnalysis is the distributed analyzer's batch handler (package
+// ingest, checkpoints included) over a store that counts what it wrote;
+// it remembers the first failure.
 type soakAnalysis struct {
-	eng     *analyzer.Engine
-	store   *clickhouse.Store
-	written map[string]endpointMark
-	minutes *minutes.Aggregator
-	latest  time.Time
-
+	h         consume.Handler
 	stored    atomic.Int64
 	anomalies atomic.Int64
 	mu        sync.Mutex
 	failed    error
 }
 
-type endpointMark struct {
-	calls    int64
-	lastSeen time.Time
-	class    inventory.Classification
+// countingStore counts the transactions and incident updates stored.
+type countingStore struct {
+	*clickhouse.Store
+	an *soakAnalysis
+}
+
+func (s countingStore) WriteTransactions(ctx context.Context, txs []*wire.Transaction) error {
+	err := s.Store.WriteTransactions(ctx, txs)
+	if err == nil {
+		s.an.stored.Add(int64(len(txs)))
+	}
+	return err
+}
+
+func (s countingStore) WriteAnomalies(ctx context.Context, as []anomaly.Anomaly) error {
+	err := s.Store.WriteAnomalies(ctx, as)
+	if err == nil {
+		s.an.anomalies.Add(int64(len(as)))
+	}
+	return err
 }
 
 func (a *soakAnalysis) Handle(ctx context.Context, batch []consume.Record) error {
-	if err := a.handle(ctx, batch); err != nil {
+	if err := a.h.Handle(ctx, batch); err != nil {
 		if ctx.Err() == nil {
 			a.mu.Lock()
 			a.failed = err
@@ -366,71 +382,13 @@ func (a *soakAnalysis) Handle(ctx context.Context, batch []consume.Record) error
 	return nil
 }
 
+// Durable passes the checkpoints' offsets on to the consumer.
+func (a *soakAnalysis) Durable() map[int]int64 { return a.h.(consume.Durable).Durable() }
+
 func (a *soakAnalysis) err() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.failed
-}
-
-func (a *soakAnalysis) handle(ctx context.Context, batch []consume.Record) error {
-	var txs []*wire.Transaction
-	var anoms []anomaly.Anomaly
-	for _, r := range batch {
-		if r.Tx == nil {
-			continue
-		}
-		txs = append(txs, r.Tx)
-		anoms = append(anoms, a.eng.Process(r.Tx)...)
-		if svc, m, p, unauth, ok := a.eng.LastCall(); ok {
-			a.minutes.Add(svc, m, p, r.Tx, unauth)
-		}
-		if r.Tx.RequestStart.After(a.latest) {
-			a.latest = r.Tx.RequestStart
-		}
-	}
-	if len(txs) == 0 {
-		return nil
-	}
-	if err := a.store.WriteTransactions(ctx, txs); err != nil {
-		return fmt.Errorf("store transactions: %w", err)
-	}
-	if len(anoms) > 0 {
-		if err := a.store.WriteAnomalies(ctx, anoms); err != nil {
-			return fmt.Errorf("store anomalies: %w", err)
-		}
-	}
-	if stats := a.minutes.Complete(a.latest); len(stats) > 0 {
-		if err := a.store.WriteStats(ctx, stats); err != nil {
-			return fmt.Errorf("store statistics: %w", err)
-		}
-	}
-	var eps []inventory.Endpoint
-	var svcs []inventory.Service
-	marks := map[string]endpointMark{}
-	for _, s := range a.eng.Services() {
-		changed := false
-		for _, e := range s.Endpoints {
-			m := endpointMark{calls: e.Calls, lastSeen: e.LastSeen, class: e.Classification}
-			if a.written[e.Key()] != m {
-				eps, marks[e.Key()], changed = append(eps, e), m, true
-			}
-		}
-		if changed {
-			svcs = append(svcs, s)
-		}
-	}
-	if err := a.store.WriteEndpoints(ctx, eps); err != nil {
-		return fmt.Errorf("store endpoints: %w", err)
-	}
-	if err := a.store.WriteServices(ctx, svcs); err != nil {
-		return fmt.Errorf("store services: %w", err)
-	}
-	for k, m := range marks {
-		a.written[k] = m
-	}
-	a.stored.Add(int64(len(txs)))
-	a.anomalies.Add(int64(len(anoms)))
-	return nil
 }
 
 // soakSample is one point of the curve.
