@@ -274,13 +274,36 @@ func startOwnServer(t *testing.T) *ownServer {
 
 func (o *ownServer) run(cmd string) {
 	o.t.Helper()
+	if err := o.try(cmd); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+func (o *ownServer) try(cmd string) error {
 	c := exec.Command(o.script, cmd)
 	c.Env = o.env
 	out, err := c.CombinedOutput()
 	o.t.Logf("clickhouse.sh %s: %s", cmd, out)
 	if err != nil {
-		o.t.Fatalf("clickhouse.sh %s: %v", cmd, err)
+		return fmt.Errorf("clickhouse.sh %s: %w", cmd, err)
 	}
+	return nil
+}
+
+// upAfter starts the server again after a pause, in the background, while
+// the test goes on writing. The test must not end, nor its cleanup stop
+// the server, before the start is over: the returned channel tells its
+// outcome, and a cleanup waits for it in case the test fails first.
+func (o *ownServer) upAfter(pause time.Duration) <-chan error {
+	done := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		time.Sleep(pause)
+		done <- o.try("up")
+	}()
+	o.t.Cleanup(func() { <-finished })
+	return done
 }
 
 func TestServerRestartMidRun(t *testing.T) {
@@ -300,15 +323,13 @@ func TestServerRestartMidRun(t *testing.T) {
 	const parts = 30
 	var failures int
 	stopped := false
+	var restarted <-chan error
 	for i := 0; i < parts; i++ {
 		lo, hi := i*len(d.Transactions)/parts, (i+1)*len(d.Transactions)/parts
 		if i == parts/3 && !stopped {
 			srv.run("stop")
 			stopped = true
-			go func() {
-				time.Sleep(3 * time.Second)
-				srv.run("up")
-			}()
+			restarted = srv.upAfter(3 * time.Second)
 		}
 		for attempt := 0; ; attempt++ {
 			err := s.WriteTransactions(ctx, d.Transactions[lo:hi])
@@ -321,6 +342,10 @@ func TestServerRestartMidRun(t *testing.T) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
+	}
+	// Writes may succeed again before the script sees the server answer.
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
 	}
 	if failures == 0 {
 		t.Fatal("no write failed while the server was down: the test did not exercise the outage")
@@ -404,15 +429,11 @@ func TestBatcherBackpressureAcrossRestart(t *testing.T) {
 
 	const fetch = 100 // records per Kafka fetch
 	full := 0
-	restarted := make(chan struct{})
+	var restarted <-chan error
 	for i := 0; i < len(d.Transactions); i += fetch {
 		if i == len(d.Transactions)/3 {
 			srv.run("stop")
-			go func() {
-				defer close(restarted)
-				time.Sleep(3 * time.Second)
-				srv.run("up")
-			}()
+			restarted = srv.upAfter(3 * time.Second)
 		}
 		recs := d.Transactions[i:min(i+fetch, len(d.Transactions))]
 		for attempt := 0; ; attempt++ {
@@ -433,7 +454,9 @@ func TestBatcherBackpressureAcrossRestart(t *testing.T) {
 			t.Fatalf("%d rows buffered, more than the bound", b.Pending())
 		}
 	}
-	<-restarted
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
 	for attempt := 0; ; attempt++ {
 		if err := b.Flush(ctx); err == nil {
 			break
