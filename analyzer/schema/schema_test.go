@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -175,7 +176,9 @@ func FuzzObserve(f *testing.F) {
 			t.Fatalf("valid JSON refused: %q", b)
 		}
 		want := map[string]bool{}
-		walk("", v, 0, want)
+		if err := walkAll(b, want); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
 		got := map[string]bool{}
 		for _, c := range r.Changed {
 			got[c.Path] = true
@@ -193,28 +196,47 @@ func FuzzObserve(f *testing.F) {
 	})
 }
 
-func walk(path string, v any, depth int, out map[string]bool) {
-	if depth > maxDepth {
-		return
-	}
-	p := path
-	if p == "" {
-		p = "/"
-	}
-	out[p] = true
-	switch x := v.(type) {
-	case map[string]any:
-		for k, c := range x {
-			walk(path+"/"+k, c, depth+1, out)
+// walkAll lists the path of every value in a valid JSON document, each
+// occurrence of a repeated key included: encoding/json keeps only the last
+// one, while the scanner learns from all of them, as a backend may read
+// either.
+func walkAll(b []byte, out map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var value func(path string, depth int, skip bool) error
+	value = func(path string, depth int, skip bool) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
 		}
-	case []any:
-		for i, c := range x {
-			if i >= maxItems {
-				break
+		learn := !skip && depth <= maxDepth
+		if learn {
+			p := path
+			if p == "" {
+				p = "/"
 			}
-			walk(path+"/[]", c, depth+1, out)
+			out[p] = true
 		}
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return nil
+		}
+		for i := 0; dec.More(); i++ {
+			child, skipChild := path+"/[]", !learn || i >= maxItems
+			if d == '{' {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				child, skipChild = path+"/"+k.(string), !learn
+			}
+			if err := value(child, depth+1, skipChild); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // the closing delimiter
+		return err
 	}
+	return value("", 0, false)
 }
 
 var body = []byte(`{"id":"550e8400-e29b-41d4-a716-446655440000","name":"Ann","email":"[email:fp:0123456789abcdef@example.com]",
