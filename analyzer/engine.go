@@ -899,11 +899,21 @@ type learner interface {
 	ForgetBaselines(services []string)
 }
 
+// incidentKeeper is a Detectors whose open incidents a checkpoint can
+// carry (analyzer/detect).
+type incidentKeeper interface {
+	ExportIncidents(services []string) ([]byte, error)
+	ImportIncidents(b []byte) error
+	ForgetIncidents(services []string)
+}
+
 // checkpoint is the form of SnapshotServices: the inventory of some
-// services and the baselines the detectors learned on them.
+// services, the baselines the detectors learned on them and the
+// incidents open on them.
 type checkpoint struct {
 	Services  []inventory.Service `json:"services"`
 	Baselines json.RawMessage     `json:"baselines,omitempty"`
+	Incidents json.RawMessage     `json:"incidents,omitempty"`
 }
 
 // SnapshotServices serialises the named services alone (those a Kafka
@@ -926,18 +936,29 @@ func (e *Engine) SnapshotServices(hosts []string) ([]byte, error) {
 		}
 		cp.Baselines = b
 	}
+	if k, ok := e.det.(incidentKeeper); ok {
+		b, err := k.ExportIncidents(sorted)
+		if err != nil {
+			return nil, err
+		}
+		cp.Incidents = b
+	}
 	return json.Marshal(cp)
 }
 
-// Forget drops the named services' inventory and baselines, so that a
-// checkpoint of them can be restored in their place: the state of a
-// partition another analyzer owned for a while is stale here.
+// Forget drops the named services' inventory, baselines and open
+// incidents (without closing them), so that a checkpoint of them can be
+// restored in their place: the state of a partition another analyzer
+// owned for a while is stale here.
 func (e *Engine) Forget(hosts []string) {
 	for _, h := range hosts {
 		if s := e.services[h]; s != nil {
 			e.m.endpoints.Sub(float64(len(s.endpoints)))
 			delete(e.services, h)
 		}
+	}
+	if k, ok := e.det.(incidentKeeper); ok {
+		k.ForgetIncidents(hosts)
 	}
 	if l, ok := e.det.(learner); ok {
 		l.ForgetBaselines(hosts)
@@ -950,7 +971,7 @@ func (e *Engine) Forget(hosts []string) {
 // keep their templates, calls, first and last seen, auth kinds, sensitive
 // classes, statuses and fields; templates are pinned so the restored
 // inventory does not flap; the detectors get their learned baselines
-// back.
+// and open incidents back.
 func (e *Engine) Restore(b []byte) error {
 	if err := e.restoreTemplates(b); err != nil {
 		return err
@@ -959,6 +980,7 @@ func (e *Engine) Restore(b []byte) error {
 		var cp struct {
 			Services  json.RawMessage `json:"services"`
 			Baselines json.RawMessage `json:"baselines"`
+			Incidents json.RawMessage `json:"incidents"`
 		}
 		if err := json.Unmarshal(b, &cp); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
@@ -966,6 +988,14 @@ func (e *Engine) Restore(b []byte) error {
 		if len(cp.Baselines) > 0 {
 			if l, ok := e.det.(learner); ok {
 				if err := l.ImportBaselines(cp.Baselines); err != nil {
+					return fmt.Errorf("checkpoint: %w", err)
+				}
+			}
+		}
+		// After the baselines: a restored incident freezes its endpoint's.
+		if len(cp.Incidents) > 0 && string(cp.Incidents) != "null" {
+			if k, ok := e.det.(incidentKeeper); ok {
+				if err := k.ImportIncidents(cp.Incidents); err != nil {
 					return fmt.Errorf("checkpoint: %w", err)
 				}
 			}

@@ -3,6 +3,8 @@ package anomaly
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -232,4 +234,59 @@ func copyOf(a *Anomaly) Anomaly {
 	c.Evidence = slices.Clone(a.Evidence)
 	c.Details = maps.Clone(a.Details)
 	return c
+}
+
+// savedIncident is what a checkpoint keeps of an open incident.
+type savedIncident struct {
+	Anomaly
+	Last  time.Time `json:"last_evidence"`
+	Dirty bool      `json:"dirty,omitempty"`
+}
+
+// Export serialises the open incidents on the named services, for a
+// checkpoint: the analyzer that restores it carries them on under the
+// same ids instead of opening (and alerting on) them again.
+func (t *Tracker) Export(services []string) ([]byte, error) {
+	out := []savedIncident{}
+	for _, in := range t.open {
+		if slices.Contains(services, in.a.Host) {
+			out = append(out, savedIncident{Anomaly: copyOf(&in.a), Last: in.last, Dirty: in.dirty})
+		}
+	}
+	// Map order is random; a checkpoint of the same state is the same.
+	slices.SortFunc(out, func(x, y savedIncident) int { return strings.Compare(x.ID, y.ID) })
+	return json.Marshal(out)
+}
+
+// Import opens the incidents Export wrote, replacing any open on the same
+// target, and returns their targets.
+func (t *Tracker) Import(b []byte) ([]Target, error) {
+	var in []savedIncident
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("incidents: %w", err)
+	}
+	tgs := make([]Target, 0, len(in))
+	for i := range in {
+		a := in[i].Anomaly
+		if a.ID == "" || a.Type == "" || a.State != Open {
+			return nil, fmt.Errorf("incidents: entry %d is not an open incident (id %q, type %q, state %q)", i, a.ID, a.Type, a.State)
+		}
+		tg := TargetOf(&a)
+		t.open[tg] = &incident{a: a, last: in[i].Last, dirty: in[i].Dirty}
+		tgs = append(tgs, tg)
+	}
+	return tgs, nil
+}
+
+// Forget drops the open incidents on the named services without closing
+// them: their new owner carries them on.
+func (t *Tracker) Forget(services []string) []Target {
+	var out []Target
+	for tg := range t.open {
+		if slices.Contains(services, tg.Host) {
+			delete(t.open, tg)
+			out = append(out, tg)
+		}
+	}
+	return out
 }

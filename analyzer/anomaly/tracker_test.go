@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -94,5 +95,56 @@ func TestStandingConditionsStayOpen(t *testing.T) {
 	closed := tr.Flush(t0.Add(12*time.Hour + StandingCloseAfter))
 	if len(closed) != 1 || closed[0].Type != TypeZombieCall || closed[0].State != Closed {
 		t.Fatalf("after a quiet day: %+v", closed)
+	}
+}
+
+// Export, Import and Forget carry a service's open incidents to another
+// tracker: the same ids, the same evidence clock, the same closing time.
+func TestTrackerExportImport(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	a := NewTracker(5 * time.Minute)
+	var ids []string
+	for _, host := range []string{"shop", "shop", "billing"} {
+		op, ok := a.Raise(Anomaly{Type: TypeErrorSurge, Severity: High, Host: host, Method: "GET", Path: "/x" + strconv.Itoa(len(ids)), Start: t0})
+		if !ok {
+			t.Fatal("not opened")
+		}
+		ids = append(ids, op.ID)
+	}
+	a.Touch(Target{Type: TypeErrorSurge, Host: "shop", Method: "GET", Path: "/x0"}, t0.Add(2*time.Minute))
+	b1, err := a.Export([]string{"shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, _ := a.Export([]string{"shop"}); string(b1) != string(b2) {
+		t.Error("two exports of the same state differ")
+	}
+
+	b := NewTracker(5 * time.Minute)
+	tgs, err := b.Import(b1)
+	if err != nil || len(tgs) != 2 || b.Len() != 2 {
+		t.Fatalf("imported %v (%v), %d open; want the two shop incidents", tgs, err, b.Len())
+	}
+	if _, opened := b.Raise(Anomaly{Type: TypeErrorSurge, Host: "shop", Method: "GET", Path: "/x0", Start: t0.Add(3 * time.Minute)}); opened {
+		t.Error("evidence on an imported incident opened a new one")
+	}
+	ups := b.Flush(t0.Add(4 * time.Minute))
+	if len(ups) != 1 || ups[0].ID != ids[0] || ups[0].Count != 3 {
+		t.Fatalf("after import: %+v, want one update of %s counting 3", ups, ids[0])
+	}
+	// /x1 had no evidence since t0: it closes 5 minutes after, as it would
+	// have on the first tracker.
+	closed := b.Flush(t0.Add(5 * time.Minute))
+	if len(closed) != 1 || closed[0].ID != ids[1] || closed[0].Event != EventClosed {
+		t.Fatalf("close after import: %+v", closed)
+	}
+
+	if got := a.Forget([]string{"shop"}); len(got) != 2 || a.Len() != 1 {
+		t.Fatalf("forgot %v, %d left; want 2 forgotten, billing left", got, a.Len())
+	}
+	for _, bad := range []string{`{`, `[{"id":"","type":"x","state":"open"}]`, `[{"id":"a","type":"error_surge","state":"closed"}]`} {
+		if _, err := NewTracker(time.Minute).Import([]byte(bad)); err == nil {
+			t.Errorf("Import(%s) accepted", bad)
+		}
 	}
 }

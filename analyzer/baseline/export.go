@@ -13,7 +13,7 @@ import (
 
 // saved is what a checkpoint keeps of an endpoint's baseline: what was
 // learned, not the current window (it starts again) nor the incidents
-// that froze learning (they are not restored).
+// that froze learning (the detectors carry those and freeze again).
 type saved struct {
 	Key           EndpointKey       `json:"key"`
 	First         time.Time         `json:"first"`

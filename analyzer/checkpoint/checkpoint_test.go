@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/apiscout/apiscout/analyzer"
+	"github.com/apiscout/apiscout/analyzer/anomaly"
 	"github.com/apiscout/apiscout/analyzer/detect"
 	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/storage/embedded"
@@ -219,17 +220,7 @@ func TestLoadFailureStopsTheBatch(t *testing.T) {
 // restarted analyzer does not start learning again.
 func TestBaselinesCarriedOver(t *testing.T) {
 	cfg := config.Default()
-	newEngine := func() (*analyzer.Engine, *detect.Set) {
-		det, err := detect.New(cfg.Detect, cfg.Analyzer, zap.NewNop(), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := analyzer.New(analyzer.Options{Config: cfg.Analyzer, Detectors: det})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return eng, det
-	}
+	newEngine := func() (*analyzer.Engine, *detect.Set) { return detectingEngine(t, cfg) }
 	path := filepath.Join(t.TempDir(), "state.db")
 	eng, det := newEngine()
 	k, err := New(eng, openStore(t, path), Options{Topic: "tx"})
@@ -273,5 +264,101 @@ func TestBaselinesCarriedOver(t *testing.T) {
 	eng2.Forget([]string{"shop.example"})
 	if n, _, _ := learned(det2); n != 0 {
 		t.Errorf("%d baselines of a forgotten service remain", n)
+	}
+}
+
+// detectingEngine is an engine with the detectors of cfg.
+func detectingEngine(t *testing.T, cfg config.Config) (*analyzer.Engine, *detect.Set) {
+	t.Helper()
+	det, err := detect.New(cfg.Detect, cfg.Analyzer, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := analyzer.New(analyzer.Options{Config: cfg.Analyzer, Detectors: det})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, det
+}
+
+// An incident open when the analyzer stops goes on under its id after the
+// restart: updated, not opened again (which would alert twice on one
+// attack), and its endpoint's baseline stays frozen.
+func TestOpenIncidentCarriedOver(t *testing.T) {
+	cfg := config.Default()
+	cfg.Analyzer.LearningPeriod, cfg.Analyzer.MinSupport = 10*time.Minute, 20
+	const host = "shop.example"
+	tx := func(off int64, authed bool) *wire.Transaction {
+		c := call(host, off)
+		c.Path = fmt.Sprintf("/orders/%d", 5000+off%40)
+		c.RequestHeaders = []wire.Header{{Name: "Host", Value: host}}
+		if authed {
+			c.RequestHeaders = append(c.RequestHeaders, wire.Header{Name: "Authorization", Value: "Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0"})
+		}
+		return c
+	}
+	// run feeds offsets [from, to) of partition 0 and returns the
+	// unauthenticated_access events reported.
+	run := func(eng *analyzer.Engine, k *Keeper, from, to, unauthFrom int64) (evs []anomaly.Anomaly) {
+		for off := from; off < to; off++ {
+			ok, err := k.Admit(context.Background(), 0, off, 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			for _, a := range eng.Process(tx(off, off < unauthFrom)) {
+				if a.Type == anomaly.TypeUnauthenticatedAccess {
+					evs = append(evs, a)
+				}
+			}
+			k.Applied(0, host)
+		}
+		return evs
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	eng, _ := detectingEngine(t, cfg)
+	k, err := New(eng, openStore(t, path), Options{Topic: "tx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Thirty minutes of authenticated calls, then calls without credentials.
+	before := run(eng, k, 0, 1860, 1800)
+	if len(before) == 0 || before[0].Event != anomaly.EventOpened {
+		t.Fatalf("before the restart: %+v, want an opened unauthenticated_access incident", before)
+	}
+	id := before[0].ID
+	if err := k.Save(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	eng2, det2 := detectingEngine(t, cfg)
+	k2, err := New(eng2, openStore(t, path), Options{Topic: "tx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := run(eng2, k2, 1859, 1980, 1800)
+	if len(after) == 0 {
+		t.Fatal("no update of the ongoing incident after the restart")
+	}
+	for _, a := range after {
+		if a.Event == anomaly.EventOpened || a.ID != id {
+			t.Errorf("after the restart: %s incident %s, want updates of %s only", a.Event, a.ID, id)
+		}
+	}
+	frozen := 0
+	for _, ep := range det2.Baselines().Endpoints() {
+		frozen += ep.Frozen
+	}
+	if frozen != 1 {
+		t.Errorf("%d frozen baselines after the restart, want the incident's endpoint (1)", frozen)
+	}
+	// Forget hands the incident over without closing it, and unfreezes.
+	eng2.Forget([]string{host})
+	for _, a := range eng2.Advance(t0.Add(48 * time.Hour)) {
+		if a.Host == host {
+			t.Fatalf("an incident of a forgotten service was reported: %s %s %s", a.Event, a.Type, a.ID)
+		}
 	}
 }

@@ -375,18 +375,7 @@ func (s *Set) touch(typ, host, method, path, client string, at time.Time) bool {
 
 func (s *Set) emit(a anomaly.Anomaly) {
 	if a.Event == anomaly.EventClosed {
-		tg := anomaly.TargetOf(&a)
-		if ref, ok := s.frozen[tg]; ok {
-			delete(s.frozen, tg)
-			switch {
-			case ref.blind:
-				s.base.Blind = s.anyBlindOpen()
-			case ref.ep != nil:
-				ref.ep.Frozen--
-			case ref.cl != nil:
-				ref.cl.Frozen--
-			}
-		}
+		s.unfreeze(anomaly.TargetOf(&a))
 	}
 	s.mAnomalies.WithLabelValues(a.Type, string(a.Event)).Inc()
 	if a.Event != anomaly.EventUpdated {
@@ -451,3 +440,53 @@ func addDetails(m map[string]string, kv ...string) map[string]string {
 func (s *Set) ExportBaselines(services []string) ([]byte, error) { return s.base.Export(services) }
 func (s *Set) ImportBaselines(b []byte) error                    { return s.base.Import(b) }
 func (s *Set) ForgetBaselines(services []string)                 { s.base.Forget(services) }
+
+// ExportIncidents, ImportIncidents and ForgetIncidents carry the open
+// incidents on some services through a checkpoint: a restarted analyzer,
+// or the next owner of a partition, goes on updating an ongoing incident
+// under its id instead of opening it again (a second alert for one
+// attack). Import after the baselines: an incident that freezes its
+// endpoint's learning freezes the restored baseline. Client baselines are
+// not checkpointed, so a restored client incident freezes nothing.
+func (s *Set) ExportIncidents(services []string) ([]byte, error) { return s.tr.Export(services) }
+
+func (s *Set) ImportIncidents(b []byte) error {
+	tgs, err := s.tr.Import(b)
+	if err != nil {
+		return err
+	}
+	for _, tg := range tgs {
+		s.unfreeze(tg)
+		if !Detectors[metaIndex(tg.Type)].Freezes || anomaly.ClientScoped(tg.Type) {
+			continue
+		}
+		if ep := s.base.Endpoint(baseline.EndpointKey{Service: tg.Host, Method: tg.Method, Path: tg.Path}); ep != nil {
+			ep.Frozen++
+			s.frozen[tg] = frozenRef{ep: ep}
+		}
+	}
+	return nil
+}
+
+func (s *Set) ForgetIncidents(services []string) {
+	for _, tg := range s.tr.Forget(services) {
+		s.unfreeze(tg)
+	}
+}
+
+// unfreeze releases what the incident on tg froze, if anything.
+func (s *Set) unfreeze(tg anomaly.Target) {
+	ref, ok := s.frozen[tg]
+	if !ok {
+		return
+	}
+	delete(s.frozen, tg)
+	switch {
+	case ref.blind:
+		s.base.Blind = s.anyBlindOpen()
+	case ref.ep != nil:
+		ref.ep.Frozen--
+	case ref.cl != nil:
+		ref.cl.Frozen--
+	}
+}
