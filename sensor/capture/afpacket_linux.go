@@ -99,12 +99,12 @@ func (i *Interface) Next() (Packet, error) {
 }
 
 // Drops returns the packets the kernel dropped and delivered since the
-// ring was opened.
+// ring was opened. The kernel resets its counters on every read;
+// gopacket's SocketStats already sums them into running totals.
 func (i *Interface) Drops() (drops, packets uint64) {
 	_, v3, err := i.h.SocketStats()
 	if err == nil {
-		i.drops += uint64(v3.Drops())
-		i.pkts += uint64(v3.Packets())
+		i.drops, i.pkts = uint64(v3.Drops()), uint64(v3.Packets())
 	}
 	return i.drops, i.pkts
 }
