@@ -40,6 +40,14 @@ func (s *liveSink) snapshot() []*wire.Transaction {
 	return append([]*wire.Transaction(nil), s.txs...)
 }
 
+// reset forgets the records collected so far (a long measurement would
+// otherwise keep every sensor's records until the test ends).
+func (s *liveSink) reset() {
+	s.mu.Lock()
+	s.txs = nil
+	s.mu.Unlock()
+}
+
 // liveSensor is a pipeline capturing inside a namespace.
 type liveSensor struct {
 	p      *Pipeline
