@@ -544,7 +544,13 @@ func queryType(v string) string {
 }
 
 // regroup merges endpoints whose templates a promotion generalised.
-func (e *Engine) regroup(s *service) {
+func (e *Engine) regroup(s *service) { e.relocate(s, s.tree.Resolve, false) }
+
+// relocate moves each endpoint of s to the template route gives its path,
+// adding it to the endpoint already there. After an operator's decision
+// (decided), gRPC and TLS endpoints stay (their templates are not paths
+// of the tree) and an endpoint moved to a pinned template says so.
+func (e *Engine) relocate(s *service, route func(string) string, decided bool) {
 	keys := make([]string, 0, len(s.endpoints))
 	for k := range s.endpoints {
 		keys = append(keys, k)
@@ -552,27 +558,32 @@ func (e *Engine) regroup(s *service) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		ep := s.endpoints[k]
+		if ep == nil || decided && (ep.Protocol == "grpc" || ep.Protocol == "tls") {
+			continue
+		}
 		path, op, _ := strings.Cut(ep.Path, "#")
-		to := s.tree.Resolve(path)
+		to := route(path)
 		if to == path {
 			continue
 		}
+		pinned := decided && s.tree.IsPinned(to)
 		if op != "" {
 			to += "#" + op
 		}
+		delete(s.endpoints, k)
 		nk := ep.Method + " " + to
 		if dst, ok := s.endpoints[nk]; ok {
 			dst.Merge(ep)
-		} else {
-			ep.Path = to
-			ep.Changed = true
-			e.classify(s, ep)
-			delete(s.endpoints, k) // one endpoint, under its new key alone
-			s.endpoints[nk] = ep
+			e.m.endpoints.Dec()
 			continue
 		}
-		delete(s.endpoints, k)
-		e.m.endpoints.Dec()
+		ep.Path = to
+		ep.Changed = true
+		if pinned {
+			ep.SetSource("pinned", false, "")
+		}
+		e.classify(s, ep)
+		s.endpoints[nk] = ep
 	}
 }
 

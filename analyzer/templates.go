@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -224,40 +223,7 @@ func (e *Engine) sortedServices() []*service {
 // a decision (template.Tree.Route), adding it to the endpoint already
 // there.
 func (e *Engine) regroupDecided(s *service) {
-	keys := make([]string, 0, len(s.endpoints))
-	for k := range s.endpoints {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		ep := s.endpoints[k]
-		if ep == nil || ep.Protocol == "grpc" || ep.Protocol == "tls" {
-			continue // their templates are not paths of the tree
-		}
-		path, op, _ := strings.Cut(ep.Path, "#")
-		to := s.tree.Route(path)
-		if to == path {
-			continue
-		}
-		pinned := s.tree.IsPinned(to)
-		if op != "" {
-			to += "#" + op
-		}
-		delete(s.endpoints, k)
-		nk := ep.Method + " " + to
-		if dst, ok := s.endpoints[nk]; ok {
-			dst.Merge(ep)
-			e.m.endpoints.Dec()
-			continue
-		}
-		ep.Path = to
-		ep.Changed = true
-		if pinned {
-			ep.SetSource("pinned", false, "")
-		}
-		e.classify(s, ep)
-		s.endpoints[nk] = ep
-	}
+	e.relocate(s, s.tree.Route, true)
 	s.promotions = s.tree.Promotions
 }
 

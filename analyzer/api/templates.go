@@ -98,19 +98,17 @@ func templateService(r *http.Request) (string, error) {
 	return svc, nil
 }
 
-func (s *Server) templateEditor() (TemplateEditor, error) {
+// templateTarget is the editor and the service of a template request.
+func (s *Server) templateTarget(r *http.Request) (TemplateEditor, string, error) {
 	if s.opt.Templates == nil {
-		return nil, &httpError{code: http.StatusNotImplemented, msg: "this server does not take template decisions (set analyzer.templates instead)"}
+		return nil, "", &httpError{code: http.StatusNotImplemented, msg: "this server does not take template decisions (set analyzer.templates instead)"}
 	}
-	return s.opt.Templates, nil
+	svc, err := templateService(r)
+	return s.opt.Templates, svc, err
 }
 
 func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
-	ed, err := s.templateEditor()
-	if err != nil {
-		return err
-	}
-	svc, err := templateService(r)
+	ed, svc, err := s.templateTarget(r)
 	if err != nil {
 		return err
 	}
@@ -126,11 +124,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) addTemplate(w http.ResponseWriter, r *http.Request) error {
-	ed, err := s.templateEditor()
-	if err != nil {
-		return err
-	}
-	svc, err := templateService(r)
+	ed, svc, err := s.templateTarget(r)
 	if err != nil {
 		return err
 	}
@@ -167,11 +161,7 @@ func (s *Server) addTemplate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) removeTemplate(w http.ResponseWriter, r *http.Request) error {
-	ed, err := s.templateEditor()
-	if err != nil {
-		return err
-	}
-	svc, err := templateService(r)
+	ed, svc, err := s.templateTarget(r)
 	if err != nil {
 		return err
 	}

@@ -56,12 +56,12 @@ func Export(host, title string, eps []Observed) ([]byte, error) {
 		for _, seg := range strings.Split(e.Path, "/") {
 			if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
 				name := seg[1 : len(seg)-1]
-				op.AddParameter(openapi3.NewPathParameter(name).WithSchema(scalar(e.PathTypes[name])))
+				op.AddParameter(openapi3.NewPathParameter(name).WithSchema(typeSchema(e.PathTypes[name])))
 			}
 		}
 		qs := sortedKeys(e.Query)
 		for _, q := range qs {
-			op.AddParameter(openapi3.NewQueryParameter(q).WithSchema(scalar(e.Query[q])))
+			op.AddParameter(openapi3.NewQueryParameter(q).WithSchema(typeSchema(e.Query[q])))
 		}
 		if e.ReqSchema != nil {
 			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithJSONSchema(fromDoc(e.ReqSchema))}
@@ -142,24 +142,6 @@ func sortedKeys(m map[string]string) []string {
 	return ks
 }
 
-func scalar(t string) *openapi3.Schema {
-	switch t {
-	case "integer":
-		return openapi3.NewIntegerSchema()
-	case "number":
-		return openapi3.NewFloat64Schema()
-	case "boolean":
-		return openapi3.NewBoolSchema()
-	case "uuid":
-		return openapi3.NewUUIDSchema()
-	case "date":
-		return openapi3.NewStringSchema().WithFormat("date")
-	case "email":
-		return openapi3.NewStringSchema().WithFormat("email")
-	}
-	return openapi3.NewStringSchema()
-}
-
 // fromDoc converts an inferred schema; examples are the masked ones the
 // inference kept, presence below 1 becomes x-apiscout-presence.
 func fromDoc(d *schema.Doc) *openapi3.Schema {
@@ -230,7 +212,7 @@ func schemaOf(fields map[string]string) *openapi3.Schema {
 			typ := fields["/"+strings.Join(parts[:i+1], "/")]
 			if part == "[]" {
 				if cur.Items == nil {
-					cur.Items = openapi3.NewSchemaRef("", leaf(typ))
+					cur.Items = openapi3.NewSchemaRef("", typeSchema(typ))
 				}
 				cur = cur.Items.Value
 				continue
@@ -246,7 +228,7 @@ func schemaOf(fields map[string]string) *openapi3.Schema {
 			}
 			child, ok := cur.Properties[part]
 			if !ok {
-				child = openapi3.NewSchemaRef("", leaf(typ))
+				child = openapi3.NewSchemaRef("", typeSchema(typ))
 				cur.Properties[part] = child
 			}
 			if !last {
@@ -257,7 +239,9 @@ func schemaOf(fields map[string]string) *openapi3.Schema {
 	return root
 }
 
-func leaf(typ string) *openapi3.Schema {
+// typeSchema is the schema of an inferred type: a parameter's (integer,
+// uuid, date, email, ...) or a body field's (object, array, null, ...).
+func typeSchema(typ string) *openapi3.Schema {
 	switch typ {
 	case "object":
 		return openapi3.NewObjectSchema()
@@ -271,6 +255,10 @@ func leaf(typ string) *openapi3.Schema {
 		return openapi3.NewBoolSchema()
 	case "null":
 		return openapi3.NewSchema()
+	case "uuid":
+		return openapi3.NewUUIDSchema()
+	case "date", "email":
+		return openapi3.NewStringSchema().WithFormat(typ)
 	}
 	return openapi3.NewStringSchema()
 }
