@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,4 +139,99 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 		}
 	}
 	return 0
+}
+
+// TestBrokerUnreachable freezes the broker (SIGSTOP: connections stay open
+// and go unanswered, as across a network partition, where a killed broker
+// refuses them at once) while the sensor goes on writing at a steady 500
+// transactions/s for APISCOUT_OUTAGE (default 20s; README "Faults" has a
+// 10-minute run), then thaws it. Writes never wait for Kafka, the spool
+// takes what Kafka does not acknowledge, and after the outage every record
+// arrives, once. The short default run bounds the bytes in flight to
+// 1 MiB so that the spool takes over within seconds; with APISCOUT_OUTAGE
+// the producer runs on its defaults (64 MiB in flight).
+func TestBrokerUnreachable(t *testing.T) {
+	outage, inflight := 20*time.Second, int64(1<<20)
+	if v := os.Getenv("APISCOUT_OUTAGE"); v != "" {
+		inflight = 0
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("APISCOUT_OUTAGE=%q: want a duration such as 10m", v)
+		}
+		outage = d
+	}
+	kafkatest.Broker(t) // the suite's broker must be up too; this test runs its own
+	b := kafkatest.StartPrivate(t, 19196)
+	topic := kafkatest.Topic(t, b.Addr, 8)
+	cfg := kcfg(b.Addr, topic)
+	cfg.SpoolDir = filepath.Join(t.TempDir(), "spool")
+	if inflight > 0 {
+		cfg.MaxInflightBytes = inflight
+	}
+	reg := prometheus.NewRegistry()
+	p, err := publish.New(cfg, "s5", zap.NewNop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perWrite, every = 50, 100 * time.Millisecond
+	seq := uint64(0)
+	// write goes on for d and returns the longest a Write took.
+	write := func(d time.Duration) (longest time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(every) {
+			recs := make([]*wire.Transaction, 0, perWrite)
+			for j := 0; j < perWrite; j++ {
+				seq++
+				recs = append(recs, tx("s5", seq, fmt.Sprintf("svc%d", seq%6)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			start := time.Now()
+			err := p.Write(ctx, recs)
+			cancel()
+			if err != nil {
+				t.Fatalf("write with a spool must not lose records: %v", err)
+			}
+			longest = max(longest, time.Since(start))
+		}
+		return longest
+	}
+	write(2 * time.Second)
+	b.Freeze()
+	frozenAt := seq
+	longest := write(outage)
+	spooled := gauge(t, reg, "apiscout_spool_records")
+	b.Thaw()
+	thawed := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	drained := time.Since(thawed)
+	write(2 * time.Second) // and the sensor carries on
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, reason := range []string{publish.DropSpoolFull, publish.DropSpoolError, publish.DropClosed} {
+		if n := counterValue(t, reg, "apiscout_kafka_records_dropped_total", "reason", reason); n != 0 {
+			t.Errorf("%v records dropped (%s)", n, reason)
+		}
+	}
+	if spooled == 0 {
+		t.Errorf("nothing in the spool after a %v outage: the test did not exercise it", outage)
+	}
+	col := newCollector()
+	consumeUntil(t, cfg, col, func() bool { return col.count() >= int(seq) })
+	if col.count() != int(seq) {
+		t.Fatalf("%d of %d transactions arrived", col.count(), seq)
+	}
+	for s, n := range col.seqsCopy() {
+		if n != 1 {
+			t.Fatalf("transaction %d handed over %d times", s, n)
+		}
+	}
+	t.Logf("max_inflight_bytes %d, outage %v: %d transactions written during it (%d in all), %v Kafka records in the spool at its end, longest Write %v, spool drained %v after the thaw; all %d arrived once",
+		cfg.MaxInflightBytes, outage, seq-frozenAt, seq, spooled, longest.Round(time.Millisecond), drained.Round(time.Millisecond), seq)
 }

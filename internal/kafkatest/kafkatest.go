@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,6 +105,7 @@ func sanitize(s string) string {
 // the test may kill and restart.
 type Private struct {
 	Addr string
+	dir  string
 	env  []string
 	t    testing.TB
 }
@@ -112,8 +115,9 @@ type Private struct {
 // (KAFKA_SASL_PORT=...).
 func StartPrivate(t testing.TB, port int, env ...string) *Private {
 	t.Helper()
-	p := &Private{Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, env: append(append(os.Environ(),
-		"KAFKA_DIR="+filepath.Join(t.TempDir(), "kafka"),
+	dir := filepath.Join(t.TempDir(), "kafka")
+	p := &Private{Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t, dir: dir, env: append(append(os.Environ(),
+		"KAFKA_DIR="+dir,
 		"KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(port+1)), env...)}
 	p.run("up")
 	t.Cleanup(func() { p.run("down") })
@@ -125,6 +129,37 @@ func (p *Private) Kill() { p.runEnv([]string{"KAFKA_KILL=1"}, "stop") }
 
 // Start starts it again on the same data.
 func (p *Private) Start() { p.run("up") }
+
+// Freeze stops the broker process with SIGSTOP: connections stay open and
+// requests go unanswered, as across a network partition, where Kill makes
+// them fail at once. Thaw undoes it; the test's cleanup thaws a broker
+// left frozen before stopping it.
+func (p *Private) Freeze() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	p.t.Cleanup(func() { p.signal(syscall.SIGCONT) })
+}
+
+// Thaw resumes a frozen broker.
+func (p *Private) Thaw() {
+	p.t.Helper()
+	p.signal(syscall.SIGCONT)
+}
+
+func (p *Private) signal(sig syscall.Signal) {
+	p.t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.dir, "kafka.pid"))
+	if err != nil {
+		p.t.Fatalf("broker pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		p.t.Fatalf("broker pid %q: %v", b, err)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		p.t.Fatalf("signal %v to broker %d: %v", sig, pid, err)
+	}
+}
 
 func (p *Private) run(verb string) { p.runEnv(nil, verb) }
 
