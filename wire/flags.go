@@ -44,6 +44,10 @@ const (
 	// FlagCleartextCredentials is set by the sensor when credentials were
 	// sent without TLS.
 	FlagCleartextCredentials
+	// FlagStreaming: the response was still arriving when the record was
+	// made (an event stream, a long download); its end time and body are
+	// those of that moment, and the rest of it is not reported.
+	FlagStreaming
 
 	flagCount = iota
 )
@@ -52,6 +56,7 @@ var flagNames = [flagCount]string{
 	"gap", "request_truncated", "response_truncated", "unparsable",
 	"ambiguous_framing", "no_response", "midstream", "retransmit_mismatch",
 	"upgrade", "decode_error", "no_request", "one_sided", "cleartext_credentials",
+	"streaming",
 }
 
 // FlagByName returns the flag with the given name.

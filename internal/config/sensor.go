@@ -41,6 +41,8 @@ type SensorConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout" help:"flush a connection idle this long (packet time)"`
 	// ResponseTimeout emits a request without response after this long.
 	ResponseTimeout time.Duration `yaml:"response_timeout" help:"emit an unanswered request after this long (packet time)"`
+	// StreamReportAfter reports a response still streaming after this long.
+	StreamReportAfter time.Duration `yaml:"stream_report_after" help:"report a response still streaming after this long (packet time); the rest of it is counted, not reported"`
 	// InspectionDepth is how many bytes per direction are parsed; lengths
 	// are still counted past it.
 	InspectionDepth int64 `yaml:"inspection_depth" help:"bytes per direction inspected per connection"`
@@ -93,6 +95,7 @@ func defaultSensor() SensorConfig {
 		MaxConnections:     1 << 20,
 		IdleTimeout:        2 * time.Minute,
 		ResponseTimeout:    30 * time.Second,
+		StreamReportAfter:  time.Minute,
 		InspectionDepth:    1 << 20,
 		BodyLimit:          64 << 10,
 		DecompressLimit:    8 << 20,

@@ -232,3 +232,47 @@ func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestStreamingReport: a response still arriving StreamReportAfter after
+// it started is reported then, once; a compressed one without its body
+// (its decoder cannot stop halfway), and one that ends in time as usual.
+func TestStreamingReport(t *testing.T) {
+	m := NewMetrics(nil)
+	var got []*wire.Transaction
+	f := NewFactory(Options{StreamReportAfter: 10 * time.Second}, nil, m)
+	p := f(stream.ConnInfo{ID: 1}, func(tx *wire.Transaction) { got = append(got, tx) })
+	p.Data(stream.ClientToServer, []byte("GET /quick HTTP/1.1\r\n\r\nGET /feed HTTP/1.1\r\n\r\n"), t0)
+	p.Data(stream.ServerToClient, []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"), t0.Add(time.Second))
+	p.Tick(t0.Add(9 * time.Second))
+	p.Data(stream.ServerToClient, []byte("0\r\n\r\n"), t0.Add(9*time.Second))
+	if len(got) != 1 || got[0].Flags.Has(wire.FlagStreaming) {
+		t.Fatalf("a response that ended in time: %d records, flags %v", len(got), got[0].Flags.Names())
+	}
+	p.Data(stream.ServerToClient, []byte("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n"),
+		t0.Add(10*time.Second))
+	p.Tick(t0.Add(19 * time.Second))
+	if len(got) != 1 {
+		t.Fatalf("reported after 9s of streaming, the limit is 10s")
+	}
+	p.Tick(t0.Add(20 * time.Second))
+	if len(got) != 2 {
+		t.Fatalf("%d records after 10s of streaming, want 2", len(got))
+	}
+	tx := got[1]
+	if tx.Path != "/feed" || !tx.Flags.Has(wire.FlagStreaming|wire.FlagResponseTruncated) || tx.ResponseBody != nil ||
+		tx.ResponseBodyWireLen != 4 || !tx.ResponseEnd.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("streaming record: path %s flags %v body %q wire %d end %v", tx.Path, tx.Flags.Names(), tx.ResponseBody,
+			tx.ResponseBodyWireLen, tx.ResponseEnd.Sub(t0))
+	}
+	p.Tick(t0.Add(40 * time.Second))
+	p.Close("fin", t0.Add(41*time.Second))
+	if len(got) != 2 {
+		t.Fatalf("the streamed response was reported %d times", len(got)-1)
+	}
+	if n := counterValue(m.streaming); n != 1 {
+		t.Errorf("streaming_reported_total %v, want 1", n)
+	}
+	if n := counterValue(m.transactions); n != 2 {
+		t.Errorf("transactions_total %v, want 2", n)
+	}
+}

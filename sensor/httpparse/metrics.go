@@ -39,6 +39,7 @@ var reasons = []string{
 // once so the hot path does no label lookups.
 type Metrics struct {
 	transactions prometheus.Counter
+	streaming    prometheus.Counter
 	skipped      prometheus.Counter
 	problems     *prometheus.CounterVec
 	upgrades     *prometheus.CounterVec
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		transactions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "apiscout", Subsystem: "httpparse", Name: "transactions_total",
 			Help: "HTTP/1.x transactions emitted (including those flagged incomplete).",
+		}),
+		streaming: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "apiscout", Subsystem: "httpparse", Name: "streaming_reported_total",
+			Help: "HTTP/1.x responses reported while still streaming (sensor.stream_report_after); each is one of the transactions.",
 		}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "apiscout", Subsystem: "httpparse", Name: "skipped_bytes_total",
@@ -74,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.upgrades.WithLabelValues(p)
 	}
 	if reg != nil {
-		reg.MustRegister(m.transactions, m.skipped, m.problems, m.upgrades)
+		reg.MustRegister(m.transactions, m.streaming, m.skipped, m.problems, m.upgrades)
 	}
 	return m
 }

@@ -27,6 +27,12 @@ type Options struct {
 	// ResponseTimeout emits a request without response after this much
 	// packet time. Default 30s: a pending request costs one record.
 	ResponseTimeout time.Duration
+	// StreamReportAfter reports a response still arriving this much packet
+	// time after it started (flagged wire.FlagStreaming), so an endpoint
+	// that streams for hours (server-sent events, an MCP SSE channel)
+	// shows in the inventory now rather than when its connection ends;
+	// the rest of that response is counted, not reported. Default 1m.
+	StreamReportAfter time.Duration
 	// Midstream accepts connections whose start was not seen; when false
 	// such connections are ignored (and counted).
 	Midstream bool
@@ -86,6 +92,7 @@ const (
 	DefaultInspectionDepth  = 1 << 20
 	DefaultDecompressLimit  = 8 << 20
 	DefaultResponseTimeout  = 30 * time.Second
+	DefaultStreamReport     = time.Minute
 	DefaultMaxHeaderBytes   = 64 << 10
 	DefaultMaxHeaders       = 256
 	DefaultMaxChunkSize     = 1 << 30
@@ -96,11 +103,12 @@ const (
 // OptionsFromConfig takes the parser's options from the sensor section.
 func OptionsFromConfig(c config.SensorConfig) Options {
 	return Options{
-		BodyLimit:       c.BodyLimit,
-		InspectionDepth: c.InspectionDepth,
-		DecompressLimit: c.DecompressLimit,
-		ResponseTimeout: c.ResponseTimeout,
-		Midstream:       c.Midstream,
+		BodyLimit:         c.BodyLimit,
+		InspectionDepth:   c.InspectionDepth,
+		DecompressLimit:   c.DecompressLimit,
+		ResponseTimeout:   c.ResponseTimeout,
+		StreamReportAfter: c.StreamReportAfter,
+		Midstream:         c.Midstream,
 	}
 }
 
@@ -118,6 +126,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ResponseTimeout <= 0 {
 		o.ResponseTimeout = DefaultResponseTimeout
+	}
+	if o.StreamReportAfter <= 0 {
+		o.StreamReportAfter = DefaultStreamReport
 	}
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = DefaultMaxHeaderBytes

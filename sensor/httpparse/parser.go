@@ -1,6 +1,7 @@
 package httpparse
 
 import (
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,6 +77,7 @@ type pair struct {
 	orphan      bool   // response without a request: not in the queue
 	upgrade     string // protocol the request asks to switch to; "tunnel" for CONNECT
 	head        bool   // HEAD request: the response has no body
+	reported    bool   // reported while its response streamed: not again
 }
 
 // conn is the parser of one connection: a state machine per direction and
@@ -224,13 +226,51 @@ func (c *conn) flush() {
 }
 
 func (c *conn) out(p *pair) {
+	if p.reported {
+		return
+	}
 	c.f.m.transactions.Inc()
 	c.emit(&p.tx)
 }
 
+// reportStreaming emits a copy of p, whose response is still arriving, as
+// it stands at now: headers, the body kept so far when it is not
+// compressed (a compressed one cannot be decoded before its end without
+// the decoder's state), and flags saying so. The parser goes on framing
+// the response and drops the pair when it ends.
+func (c *conn) reportStreaming(p *pair, now time.Time) {
+	t := p.tx
+	t.Flags |= wire.FlagStreaming | wire.FlagResponseTruncated
+	t.RequestHeaders = slices.Clone(t.RequestHeaders)
+	t.ResponseHeaders = slices.Clone(t.ResponseHeaders)
+	t.Extra = slices.Clone(t.Extra)
+	t.ResponseEnd = now
+	if h := &c.resp; h.p == p {
+		b := &h.body
+		t.ResponseBodyWireLen = b.wire
+		if !b.coded {
+			keep := b.keep[:min(len(b.keep), c.f.opts.BodyLimit)]
+			t.ResponseBody, t.ResponseBodyLen = slices.Clone(keep), b.wire
+		}
+	}
+	p.reported = true
+	c.f.m.transactions.Inc()
+	c.f.m.streaming.Inc()
+	c.emit(&t)
+}
+
 // expire emits requests whose response did not start within the response
-// timeout, in packet time.
+// timeout, and reports responses that have streamed for
+// StreamReportAfter, in packet time.
 func (c *conn) expire(now time.Time) {
+	for _, p := range c.queue {
+		if !p.respStarted {
+			break
+		}
+		if !p.reported && !p.respDone && now.Sub(p.tx.ResponseStart) >= c.f.opts.StreamReportAfter {
+			c.reportStreaming(p, now)
+		}
+	}
 	for len(c.queue) > 0 {
 		p := c.queue[0]
 		if p.respStarted || !p.reqDone || now.Sub(p.tx.RequestEnd) < c.f.opts.ResponseTimeout {
