@@ -66,20 +66,27 @@ type Options struct {
 	MaxFrameSize int
 	// MaxHeaderBlock caps a header block across CONTINUATION frames.
 	MaxHeaderBlock int
+	// StreamReportAfter reports a stream whose response is still open this
+	// much packet time after it started (gRPC server streaming, SSE over
+	// HTTP/2), flagged wire.FlagStreaming, and not again. Zero: only when
+	// it ends.
+	StreamReportAfter time.Duration
 }
 
 // DefaultOptions: 64 KiB bodies, 1000 streams, 1 MiB frames, 256 KiB
 // header blocks — at most ~65 MiB per connection in the worst case, far
 // less in practice since bodies are only buffered up to BodyLimit.
 func DefaultOptions() Options {
-	return Options{BodyLimit: 64 << 10, MaxStreams: 1000, MaxFrameSize: 1 << 20, MaxHeaderBlock: 256 << 10}
+	return Options{BodyLimit: 64 << 10, MaxStreams: 1000, MaxFrameSize: 1 << 20, MaxHeaderBlock: 256 << 10,
+		StreamReportAfter: time.Minute}
 }
 
 // Metrics counts what the parser could not handle, by reason.
 type Metrics struct {
-	Frames  *prometheus.CounterVec
-	Streams *prometheus.CounterVec
-	Errors  *prometheus.CounterVec
+	Frames    *prometheus.CounterVec
+	Streams   *prometheus.CounterVec
+	Errors    *prometheus.CounterVec
+	Streaming prometheus.Counter
 }
 
 // NewMetrics registers the parser's counters on reg (nil: unregistered).
@@ -91,9 +98,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "apiscout_http2_streams_total", Help: "HTTP/2 streams emitted, by protocol (h2, grpc)."}, []string{"protocol"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apiscout_http2_errors_total", Help: "HTTP/2 parsing problems, by reason."}, []string{"reason"}),
+		Streaming: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "apiscout_http2_streaming_reported_total",
+			Help: "HTTP/2 streams reported while their response was still open (sensor.stream_report_after); each is one of the streams."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Frames, m.Streams, m.Errors)
+		reg.MustRegister(m.Frames, m.Streams, m.Errors, m.Streaming)
 	}
 	return m
 }
@@ -153,6 +163,7 @@ type h2stream struct {
 	errReason         string
 	grpc              bool
 	flags             wire.Flags
+	reported          bool // reported while its response streamed: not again
 }
 
 type msg struct {
@@ -556,6 +567,9 @@ func (c *Conn) endMessage(s *h2stream, d stream.Dir, ts time.Time) {
 
 func (c *Conn) finish(s *h2stream, ts time.Time) {
 	delete(c.streams, s.id)
+	if s.reported {
+		return
+	}
 	tx := c.record(s)
 	c.emit(tx)
 }
@@ -677,8 +691,32 @@ func (c *Conn) Gap(d stream.Dir, n int, ts time.Time) {
 }
 
 // Tick implements stream.Parser. Streams wait for their END_STREAM or the
-// connection's end; HTTP/2 long-lived streams (gRPC streaming) are normal.
-func (c *Conn) Tick(time.Time) {}
+// connection's end, as long-lived streams (gRPC streaming) are normal;
+// one whose response has been open for StreamReportAfter is reported
+// then, as it stands, so that it shows before it ends.
+func (c *Conn) Tick(now time.Time) {
+	after := c.opts.StreamReportAfter
+	if after <= 0 {
+		return
+	}
+	var due []uint32
+	for id, s := range c.streams {
+		if !s.reported && s.resp.gotHeaders && !s.respDone && now.Sub(s.resp.start) >= after {
+			due = append(due, id)
+		}
+	}
+	slices.Sort(due) // several at once: in stream order, as replays compare
+	for _, id := range due {
+		s := c.streams[id]
+		tx := c.record(s)
+		tx.Flags |= wire.FlagStreaming | wire.FlagResponseTruncated
+		tx.ResponseEnd = now
+		tx.RequestBody, tx.ResponseBody = slices.Clone(tx.RequestBody), slices.Clone(tx.ResponseBody)
+		s.reported = true
+		c.m.Streaming.Inc()
+		c.emit(tx)
+	}
+}
 
 // Close implements stream.Parser: every open stream is emitted, flagged
 // for what it lacks, in stream-id order.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/apiscout/apiscout/internal/connrec"
@@ -342,5 +343,60 @@ func TestH2CUpgradeStreamOne(t *testing.T) {
 	p.Data(stream.ServerToClient, frame(frameData, flagEndStream, 1, []byte("ok")), time.Unix(2, 0))
 	if len(out) != 1 || out[0].Path != "/v1/status" || out[0].Status != 200 || out[0].ResponseBodyLen != 2 || out[0].Index != 1 || out[0].Flags != 0 {
 		t.Fatalf("got %+v", out)
+	}
+}
+
+// TestStreamingReport: a stream whose response is still open
+// StreamReportAfter after it started is reported then, once, with the
+// body so far; its end adds no second record.
+func TestStreamingReport(t *testing.T) {
+	enc := new(bytes.Buffer)
+	he := hpack.NewEncoder(enc)
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":path", Value: "/events"}, {Name: ":authority", Value: "feed.example"}} {
+		he.WriteField(f)
+	}
+	req := frame(frameHeaders, flagEndHeaders|flagEndStream, 1, enc.Bytes())
+	enc.Reset()
+	he.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	he.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/event-stream"})
+	resp := frame(frameHeaders, flagEndHeaders, 1, enc.Bytes())
+
+	m := NewMetrics(nil)
+	opts := DefaultOptions()
+	opts.StreamReportAfter = 10 * time.Second
+	var out []*wire.Transaction
+	p := New(stream.ConnInfo{ID: 1}, opts, m, func(tx *wire.Transaction) { out = append(out, tx) }, true)
+	t0 := time.Unix(100, 0)
+	p.Data(stream.ClientToServer, append([]byte(Preface), req...), t0)
+	p.Data(stream.ServerToClient, append(resp, frame(frameData, 0, 1, []byte("data: 1\n\n"))...), t0.Add(time.Second))
+	p.Tick(t0.Add(10 * time.Second))
+	if len(out) != 0 {
+		t.Fatalf("reported after 9s of streaming, the limit is 10s")
+	}
+	p.Tick(t0.Add(11 * time.Second))
+	if len(out) != 1 {
+		t.Fatalf("%d records after 10s of streaming, want 1", len(out))
+	}
+	tx := out[0]
+	if tx.Path != "/events" || tx.Status != 200 || !tx.Flags.Has(wire.FlagStreaming|wire.FlagResponseTruncated) ||
+		string(tx.ResponseBody) != "data: 1\n\n" || !tx.ResponseEnd.Equal(t0.Add(11*time.Second)) {
+		t.Fatalf("streaming record: path %s status %d flags %v body %q end %v", tx.Path, tx.Status, tx.Flags.Names(), tx.ResponseBody, tx.ResponseEnd)
+	}
+	p.Data(stream.ServerToClient, frame(frameData, 0, 1, []byte("data: 2\n\n")), t0.Add(20*time.Second))
+	if string(tx.ResponseBody) != "data: 1\n\n" {
+		t.Errorf("the reported record changed afterwards: body %q", tx.ResponseBody)
+	}
+	p.Tick(t0.Add(30 * time.Second))
+	p.Data(stream.ServerToClient, frame(frameData, flagEndStream, 1, nil), t0.Add(31*time.Second))
+	p.Close("fin", t0.Add(32*time.Second))
+	if len(out) != 1 {
+		t.Fatalf("the streamed response was reported %d times", len(out))
+	}
+	var mv dto.Metric
+	if err := m.Streaming.Write(&mv); err != nil {
+		t.Fatal(err)
+	}
+	if v := mv.GetCounter().GetValue(); v != 1 {
+		t.Errorf("apiscout_http2_streaming_reported_total %v, want 1", v)
 	}
 }

@@ -30,6 +30,9 @@ func NewFactory(cfg config.SensorConfig, log *zap.Logger, reg prometheus.Registe
 	if cfg.BodyLimit > 0 {
 		h2opts.BodyLimit = cfg.BodyLimit
 	}
+	if cfg.StreamReportAfter > 0 {
+		h2opts.StreamReportAfter = cfg.StreamReportAfter
+	}
 	h2m := http2parse.NewMetrics(reg)
 	wsm := wsparse.NewMetrics(reg)
 	wsopts := wsparse.DefaultOptions()
