@@ -212,6 +212,21 @@ func (k *Keeper) Admit(ctx context.Context, part int, offset int64, index int, g
 	return true, nil
 }
 
+// Passed notes that the record at offset of part carried nothing to apply
+// (it went to the dead letters, or was a duplicate): the state covers it
+// as it stands. It must follow every earlier record of the partition.
+// Records of a generation whose first record has not been admitted yet
+// are left alone: whether a checkpoint must be restored is not known.
+func (k *Keeper) Passed(part int, offset int64, gen int64) {
+	p := k.part(part)
+	if part == Local || !p.started || p.gen != gen {
+		return
+	}
+	if at := (position{offset, 0}); !at.before(p.next) {
+		p.next = position{offset: offset + 1}
+	}
+}
+
 // Applied notes that a record of part was applied to host's state.
 func (k *Keeper) Applied(part int, host string) {
 	p := k.part(part)
@@ -318,10 +333,25 @@ func (k *Keeper) Save(ctx context.Context) error {
 
 // Durable returns, per partition owned in the latest generation, the
 // offset its checkpoint covers: how far Kafka offsets may be committed.
+// A partition to which nothing was applied since its last save (records
+// that were heartbeats, dead letters, duplicates, or refused by the caps)
+// is covered up to its latest record without saving again: its state is
+// the saved one. Otherwise a partition that carries only heartbeats would
+// never be committed, its lag growing for ever.
 func (k *Keeper) Durable() map[int]int64 {
 	out := make(map[int]int64, len(k.parts))
 	for n, p := range k.parts {
-		if n != Local && p.gen == k.gen && p.durable >= 0 {
+		if n == Local || p.gen != k.gen {
+			continue
+		}
+		if !p.dirty && p.started {
+			off := p.next.offset
+			if p.next.index > 0 {
+				off++
+			}
+			p.durable = max(p.durable, off)
+		}
+		if p.durable >= 0 {
 			out[n] = p.durable
 		}
 	}

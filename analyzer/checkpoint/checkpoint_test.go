@@ -362,3 +362,42 @@ func TestOpenIncidentCarriedOver(t *testing.T) {
 		}
 	}
 }
+
+// Records that change no state (heartbeats, dead letters, duplicates)
+// move the committable offset without a save, unless applied records wait
+// for one: then the next save covers them all.
+func TestRecordsWithoutStateAreCovered(t *testing.T) {
+	a := newAnalyzer(t, openStore(t, filepath.Join(t.TempDir(), "state.db")))
+	ctx := context.Background()
+	a.feed(0, "shop.example", 0, 10, 1)
+	a.save()
+	if d := a.k.Durable()[0]; d != 10 {
+		t.Fatalf("durable %d after saving records 0-9, want 10", d)
+	}
+	if ok, err := a.k.Admit(ctx, 0, 10, 0, 1); !ok || err != nil { // a heartbeat
+		t.Fatalf("admit: %v %v", ok, err)
+	}
+	a.k.Passed(0, 11, 1) // dead letters
+	a.k.Passed(0, 12, 1)
+	a.k.Passed(0, 5, 1) // behind: changes nothing
+	if d := a.k.Durable()[0]; d != 13 {
+		t.Fatalf("durable %d after a heartbeat and two dead letters, want 13", d)
+	}
+	a.feed(0, "shop.example", 13, 14, 1)
+	a.k.Passed(0, 14, 1)
+	if d := a.k.Durable()[0]; d != 13 {
+		t.Fatalf("durable %d with record 13 applied and not saved, want 13", d)
+	}
+	a.save()
+	if d := a.k.Durable()[0]; d != 15 {
+		t.Fatalf("durable %d after the save, want 15", d)
+	}
+	// A generation whose first record was not admitted yet: unknown ground.
+	a.k.Passed(0, 20, 2)
+	if ok, err := a.k.Admit(ctx, 0, 15, 0, 2); !ok || err != nil {
+		t.Fatalf("admit in the new generation: %v %v", ok, err)
+	}
+	if d := a.k.Durable()[0]; d != 16 {
+		t.Fatalf("durable %d, want 16 (offset 20 was passed before the generation started)", d)
+	}
+}

@@ -69,6 +69,16 @@ type Durable interface {
 	Durable() map[int]int64
 }
 
+// Passer is implemented by a Durable handler that lets records which
+// carried nothing to apply count as covered: a record that went to the
+// dead letters, or a re-delivery dropped as a duplicate. Run calls Passed
+// for each, in order, after the batch is handled; without it a partition
+// that carries only such records is never committed, and a restart reads
+// (and dead-letters) them again.
+type Passer interface {
+	Passed(partition int, offset int64, generation int64)
+}
+
 // Header names the consumer adds to dead letters.
 const (
 	HeaderDeadLetterReason = "apiscout-dead-letter-reason"
@@ -258,6 +268,9 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				return fmt.Errorf("applying a batch (its offsets stay uncommitted): %w", err)
 			}
 		}
+		if p, ok := h.(Passer); ok {
+			c.pass(p, msgs, batch)
+		}
 		if err := c.commit(ctx, h, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -267,6 +280,23 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		c.updateLag(msgs)
 	}
 	return nil
+}
+
+// pass tells p of the messages that gave the batch no record.
+func (c *Consumer) pass(p Passer, msgs []kafka.Message, batch []Record) {
+	type at struct {
+		part int
+		off  int64
+	}
+	handed := make(map[at]struct{}, len(batch))
+	for _, r := range batch {
+		handed[at{r.Partition, r.Offset}] = struct{}{}
+	}
+	for _, m := range msgs {
+		if _, ok := handed[at{m.Partition, m.Offset}]; !ok {
+			p.Passed(m.Partition, m.Offset, c.generation)
+		}
+	}
 }
 
 // commit commits the batch's offsets, or for a Durable handler those its

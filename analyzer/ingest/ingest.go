@@ -121,6 +121,9 @@ type durable struct{ *Analysis }
 
 func (d durable) Durable() map[int]int64 { return d.keep.Durable() }
 
+// Passed implements consume.Passer.
+func (d durable) Passed(part int, offset int64, gen int64) { d.keep.Passed(part, offset, gen) }
+
 // Handle implements consume.Handler.
 func (a *Analysis) Handle(ctx context.Context, batch []consume.Record) error {
 	var txs []*wire.Transaction
