@@ -12,7 +12,8 @@ import (
 
 // TestInterfaceDropsCountedOnce overflows a small ring nobody reads and
 // asks for the drop count several times: the kernel's count is read and
-// reset by each call, and the total must not grow when no packet comes
+// reset by each call, and the total must not grow (but for a few stray
+// frames) when no more traffic comes
 // (summing running totals once multiplied every drop by the number of
 // one-second reads that followed it).
 func TestInterfaceDropsCountedOnce(t *testing.T) {
@@ -67,7 +68,10 @@ func TestInterfaceDropsCountedOnce(t *testing.T) {
 	if d1 > 2*sent {
 		t.Errorf("%d drops counted for %d datagrams", d1, sent)
 	}
-	if d2 != d1 || d3 != d1 || p2 != p1 || p3 != p1 {
+	// Stray frames (rate-limited port-unreachable replies, neighbour
+	// discovery) may still pass; counting again would add thousands.
+	const stray = 50
+	if d2 < d1 || d3 < d2 || d3-d1 > stray || p2 < p1 || p3 < p2 || p3-p1 > stray {
 		t.Errorf("counts grew without traffic: drops %d, %d, %d; packets %d, %d, %d", d1, d2, d3, p1, p2, p3)
 	}
 }
