@@ -107,6 +107,26 @@ func startUI(ctx context.Context, a *app, store storeread.Store, eng *lockedEngi
 	return scheme + "://" + ln.Addr().String(), func() { <-done }, nil
 }
 
+// startAnalysis starts what the analyzer and run commands share: the
+// metrics endpoint, the result store (closed by the caller) and the
+// engine restored from it.
+func startAnalysis(ctx context.Context, a *app) (analysisStore, *lockedEngine, func(), error) {
+	waitMetrics, err := a.serveMetrics(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store, err := openAnalysisStore(ctx, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	eng, err := openEngine(ctx, a, store)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return store, eng, waitMetrics, nil
+}
+
 func runAnalyzer(cmd *cobra.Command, _ []string) error {
 	a, err := newApp(cmd)
 	if err != nil {
@@ -115,19 +135,11 @@ func runAnalyzer(cmd *cobra.Command, _ []string) error {
 	defer a.log.Sync() //nolint:errcheck
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	waitMetrics, err := a.serveMetrics(ctx)
-	if err != nil {
-		return err
-	}
-	store, err := openAnalysisStore(ctx, a)
+	store, eng, waitMetrics, err := startAnalysis(ctx, a)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	eng, err := openEngine(ctx, a, store)
-	if err != nil {
-		return err
-	}
 	cons, err := consume.New(a.cfg.Kafka, consume.Options{}, a.log.Named("consume"), a.reg)
 	if err != nil {
 		return err

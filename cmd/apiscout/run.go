@@ -81,19 +81,11 @@ func runRun(cmd *cobra.Command, _ []string) error {
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	waitMetrics, err := a.serveMetrics(ctx)
-	if err != nil {
-		return err
-	}
-	store, err := openAnalysisStore(ctx, a)
+	store, eng, waitMetrics, err := startAnalysis(ctx, a)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	eng, err := openEngine(ctx, a, store)
-	if err != nil {
-		return err
-	}
 	var done atomic.Bool
 	addr, waitUI, err := startUI(ctx, a, store, eng, done.Load)
 	if err != nil {
