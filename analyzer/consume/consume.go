@@ -282,18 +282,17 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	return nil
 }
 
-// pass tells p of the messages that gave the batch no record.
+// pass tells p of the messages that gave the batch no record. decode
+// appends records in message order, so one walk over both finds them.
 func (c *Consumer) pass(p Passer, msgs []kafka.Message, batch []Record) {
-	type at struct {
-		part int
-		off  int64
-	}
-	handed := make(map[at]struct{}, len(batch))
-	for _, r := range batch {
-		handed[at{r.Partition, r.Offset}] = struct{}{}
-	}
+	j := 0
 	for _, m := range msgs {
-		if _, ok := handed[at{m.Partition, m.Offset}]; !ok {
+		handed := false
+		for j < len(batch) && batch[j].Partition == m.Partition && batch[j].Offset == m.Offset {
+			handed = true
+			j++
+		}
+		if !handed {
 			p.Passed(m.Partition, m.Offset, c.generation)
 		}
 	}

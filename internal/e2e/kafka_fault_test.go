@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/apiscout/apiscout/internal/config"
 	"github.com/apiscout/apiscout/internal/kafkatest"
 	"github.com/apiscout/apiscout/sensor/publish"
 	"github.com/apiscout/apiscout/wire"
@@ -102,21 +103,29 @@ func TestBrokerKilledMidStream(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	col := newCollector()
-	consumeUntil(t, cfg, col, func() bool { return col.count() >= int(seq) })
-	if col.count() != int(seq) {
-		t.Fatalf("%d of %d records arrived", col.count(), seq)
-	}
-	for s, n := range col.seqsCopy() {
-		if n != 1 {
-			t.Fatalf("record %d handed over %d times", s, n)
-		}
-	}
+	col := arriveOnce(t, cfg, seq)
 	for host, parts := range col.byKey {
 		if len(parts) != 1 {
 			t.Errorf("service %s spread over partitions %v after the replay", host, parts)
 		}
 	}
+}
+
+// arriveOnce consumes the topic until transactions 1 to n have arrived and
+// fails unless each arrived exactly once.
+func arriveOnce(t *testing.T, cfg config.KafkaConfig, n uint64) *collector {
+	t.Helper()
+	col := newCollector()
+	consumeUntil(t, cfg, col, func() bool { return col.count() >= int(n) })
+	if col.count() != int(n) {
+		t.Fatalf("%d of %d transactions arrived", col.count(), n)
+	}
+	for s, k := range col.seqsCopy() {
+		if k != 1 {
+			t.Fatalf("transaction %d handed over %d times", s, k)
+		}
+	}
+	return col
 }
 
 // counterValue reads a counter from reg by its name and one label.
@@ -222,16 +231,7 @@ func TestBrokerUnreachable(t *testing.T) {
 	if spooled == 0 {
 		t.Errorf("nothing in the spool after a %v outage: the test did not exercise it", outage)
 	}
-	col := newCollector()
-	consumeUntil(t, cfg, col, func() bool { return col.count() >= int(seq) })
-	if col.count() != int(seq) {
-		t.Fatalf("%d of %d transactions arrived", col.count(), seq)
-	}
-	for s, n := range col.seqsCopy() {
-		if n != 1 {
-			t.Fatalf("transaction %d handed over %d times", s, n)
-		}
-	}
+	arriveOnce(t, cfg, seq)
 	t.Logf("max_inflight_bytes %d, outage %v: %d transactions written during it (%d in all), %v Kafka records in the spool at its end, longest Write %v, spool drained %v after the thaw; all %d arrived once",
 		cfg.MaxInflightBytes, outage, seq-frozenAt, seq, spooled, longest.Round(time.Millisecond), drained.Round(time.Millisecond), seq)
 }
