@@ -72,13 +72,42 @@ type Conn struct {
 	cert    *x509.Certificate
 	alpn    string
 	suite   suite
-	secrets *Secrets
+	secrets Secrets
 	inner   stream.Parser
 	emitted bool
 	start   time.Time
 	flags   wire.Flags
 	outcome string
+	// wait holds the encrypted records that came before the key log had
+	// this session (see hold).
+	wait *keyWait
 }
+
+// keyWait is a session whose keys were not in the key log at the
+// ServerHello. On a live link the sensor sees the ServerHello as soon as
+// the client does, and the client writes its keys a moment later, before
+// it sends its first encrypted record: the records until then are held,
+// and replayed once the keys are found.
+type keyWait struct {
+	held       []heldRecord
+	bytes      int
+	clientSeen int // client records held
+}
+
+type heldRecord struct {
+	d   stream.Dir
+	rec []byte // header and body
+	ts  time.Time
+}
+
+// Bounds of a key wait: a TLS 1.3 server's first flight (certificates
+// included) fits, and a client that logs keys has done so by its second
+// encrypted record.
+const (
+	maxHeldBytes   = 64 << 10
+	maxHeldRecords = 16
+	maxHeldClient  = 2
+)
 
 type tlsDir struct {
 	rec       []byte // incomplete record
@@ -88,7 +117,10 @@ type tlsDir struct {
 	done      bool // nothing more to parse: count bytes only
 	firstTS   time.Time
 	keys      *recordKeys // current decryption keys
-	next      *recordKeys // TLS 1.2: keys that take effect at ChangeCipherSpec
+	// awaitTraffic: TLS 1.3 Finished passed before the key log had this
+	// direction's application secret.
+	awaitTraffic bool
+	next         *recordKeys // TLS 1.2: keys that take effect at ChangeCipherSpec
 }
 
 // New returns a parser for one connection.
@@ -132,7 +164,7 @@ func (c *Conn) Data(d stream.Dir, data []byte, ts time.Time) {
 		c.record(d, dir.rec[:5], dir.rec[5:5+n], ts)
 		dir.rec = dir.rec[5+n:]
 	}
-	if dir.encrypted && dir.keys == nil && dir.next == nil && len(dir.rec) == 0 {
+	if dir.encrypted && dir.keys == nil && dir.next == nil && len(dir.rec) == 0 && c.wait == nil && !dir.awaitTraffic {
 		// Without keys nothing more can be learned here: count, stop.
 		dir.done = true
 	}
@@ -148,6 +180,21 @@ func (c *Conn) record(d stream.Dir, hdr, body []byte, ts time.Time) {
 			dir.keys, dir.next = dir.next, nil
 		}
 		return
+	}
+	if c.wait != nil && dir.keys == nil && (typ == 23 || (typ == 22 && dir.encrypted)) {
+		if c.hold(d, hdr, body, ts) {
+			return
+		}
+	}
+	if dir.awaitTraffic && typ == 23 {
+		dir.awaitTraffic = false // one more look: a record missed is a stream lost
+		if secret := c.trafficSecret(d); len(secret) > 0 {
+			var err error
+			if dir.keys, err = keys13(c.suite, secret); err != nil {
+				c.outcome = "key_error"
+				c.m.Errors.WithLabelValues("key_derivation").Inc()
+			}
+		}
 	}
 	if dir.keys != nil && (typ == 23 || (typ == 22 && dir.encrypted)) {
 		c.decrypt(d, hdr, body, ts)
@@ -232,13 +279,14 @@ func (c *Conn) handshake(d stream.Dir, decrypted bool) {
 			c.alpn = alpnFromExtensions(body)
 		case typ == 11 && d == stream.ServerToClient && c.cert == nil:
 			c.cert, err = parseCertificate(body, decrypted)
-		case typ == 20 && decrypted && c.suite.tls13 && c.secrets != nil:
+		case typ == 20 && decrypted && c.suite.tls13:
 			// Finished: this direction moves to its application secret.
-			secret := c.secrets.ClientTraffic0
-			if d == stream.ServerToClient {
-				secret = c.secrets.ServerTraffic0
-			}
+			// The client may not have logged it yet (it derives it from
+			// the server's Finished, which the sensor can see first): the
+			// direction's first application record asks again.
 			dir.keys = nil
+			secret := c.trafficSecret(d)
+			dir.awaitTraffic = len(secret) == 0
 			if len(secret) > 0 {
 				dir.keys, err = keys13(c.suite, secret)
 			}
@@ -271,32 +319,99 @@ func (c *Conn) serverHello() {
 		return
 	}
 	c.suite = s
+	if !c.setKeys() {
+		c.outcome = "no_key"
+		c.wait = &keyWait{}
+	}
+}
+
+// setKeys looks the session up in the key log and sets up decryption;
+// false when the log does not have it (yet). A direction that already
+// switched to encrypted records (TLS 1.2, after its ChangeCipherSpec)
+// gets its keys at once.
+func (c *Conn) setKeys() bool {
+	s := c.suite
 	sec, ok := c.opts.KeyLog.Lookup(c.ch.Random)
 	if !ok {
-		c.outcome = "no_key"
-		return
+		return false
 	}
 	c.secrets = sec
 	var err error
 	if s.tls13 {
 		if len(sec.ServerHandshake) == 0 || len(sec.ClientHandshake) == 0 {
-			c.outcome = "no_key"
-			return
+			return false
 		}
 		if c.dirs[1].keys, err = keys13(s, sec.ServerHandshake); err == nil {
 			c.dirs[0].keys, err = keys13(s, sec.ClientHandshake)
 		}
 	} else {
 		if len(sec.MasterSecret) == 0 {
-			c.outcome = "no_key"
-			return
+			return false
 		}
 		c.dirs[0].next, c.dirs[1].next, err = keys12(s, sec.MasterSecret, c.ch.Random, c.sh.Random)
+		for i := range c.dirs {
+			if dir := &c.dirs[i]; dir.encrypted && err == nil {
+				dir.keys, dir.next = dir.next, nil
+			}
+		}
 	}
+	c.outcome = ""
 	if err != nil {
 		c.outcome = "key_error"
 		c.m.Errors.WithLabelValues("key_derivation").Inc()
 	}
+	return true
+}
+
+// trafficSecret is direction d's TLS 1.3 application secret, looked up
+// again when the key log did not have it yet.
+func (c *Conn) trafficSecret(d stream.Dir) []byte {
+	pick := func(s *Secrets) []byte {
+		if d == stream.ServerToClient {
+			return s.ServerTraffic0
+		}
+		return s.ClientTraffic0
+	}
+	if secret := pick(&c.secrets); len(secret) > 0 || c.opts.KeyLog == nil || c.ch == nil {
+		return secret
+	}
+	if sec, ok := c.opts.KeyLog.Lookup(c.ch.Random); ok {
+		c.secrets = sec
+	}
+	return pick(&c.secrets)
+}
+
+// hold keeps an encrypted record that came while the key log did not have
+// the session, and looks the session up again; once it is found the held
+// records go through decryption in the order they came. It reports false
+// when the record is not held: the keys were found (decrypt it now) or
+// the wait is over without them.
+func (c *Conn) hold(d stream.Dir, hdr, body []byte, ts time.Time) bool {
+	w := c.wait
+	if c.setKeys() {
+		c.wait = nil
+		for _, h := range w.held {
+			c.record(h.d, h.rec[:5], h.rec[5:], h.ts)
+		}
+		return false
+	}
+	if d == stream.ClientToServer {
+		w.clientSeen++
+	}
+	if w.clientSeen >= maxHeldClient || len(w.held) >= maxHeldRecords || w.bytes+5+len(body) > maxHeldBytes {
+		// The client does not log its keys: what was held is counted as
+		// opaque application data, as it would have been without a wait.
+		c.wait = nil
+		for _, h := range w.held {
+			c.dirs[h.d].appBytes += int64(len(h.rec) - 5)
+		}
+		c.m.Errors.WithLabelValues("key_wait_expired").Inc()
+		return false
+	}
+	rec := append(append(make([]byte, 0, 5+len(body)), hdr...), body...)
+	w.held = append(w.held, heldRecord{d: d, rec: rec, ts: ts})
+	w.bytes += len(rec)
+	return true
 }
 
 func alpnFromExtensions(b []byte) string {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,5 +133,77 @@ func TestDecryptWithoutKey(t *testing.T) {
 	}
 	if _, err := OpenKeyLog(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Fatal("a missing key log must fail at start")
+	}
+}
+
+// TestKeysLoggedLate: on a live link the sensor sees the ServerHello, and
+// the server's Finished, as soon as the client does, and the client logs
+// each secret a moment after deriving it. Secrets that reach the key log
+// after the sensor needed them must still decrypt the session: the
+// records that came first are held and decrypted once the keys are there.
+func TestKeysLoggedLate(t *testing.T) {
+	request := []byte("GET /late HTTP/1.1\r\nHost: api.shop.test\r\n\r\n")
+	response := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	cases := []struct {
+		name    string
+		version uint16
+		suites  []uint16
+		early   func(line string) bool // lines in the log from the start
+	}{
+		{"TLS1.3 all late", tls.VersionTLS13, nil, func(string) bool { return false }},
+		{"TLS1.3 traffic late", tls.VersionTLS13, nil, func(l string) bool { return strings.Contains(l, "HANDSHAKE") }},
+		{"TLS1.2 late", tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, func(string) bool { return false }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			chunks, full := session(t, tc.version, tc.suites, request, response)
+			all, err := os.ReadFile(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var early, late []string
+			for _, l := range strings.SplitAfter(string(all), "\n") {
+				if tc.early(l) {
+					early = append(early, l)
+				} else {
+					late = append(late, l)
+				}
+			}
+			keylog := filepath.Join(t.TempDir(), "keys.log")
+			if err := os.WriteFile(keylog, []byte("# keys\n"+strings.Join(early, "")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			kl, err := OpenKeyLog(keylog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [2][]byte
+			opts := Options{KeyLog: kl, Inner: func(stream.ConnInfo, string, stream.Emit) stream.Parser { return plain{&got} }}
+			var out []*wire.Transaction
+			p := New(stream.ConnInfo{}, opts, nil, func(tx *wire.Transaction) { out = append(out, tx) })
+			ts := time.Unix(1, 0)
+			logged := false
+			for _, ch := range chunks {
+				ts = ts.Add(time.Millisecond)
+				p.Data(ch.Dir, ch.Data, ts)
+				if !logged && ch.Dir == stream.ServerToClient {
+					// The client logs its keys after the server's first flight.
+					f, err := os.OpenFile(keylog, os.O_APPEND|os.O_WRONLY, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.WriteString(strings.Join(late, ""))
+					f.Close()
+					logged = true
+				}
+			}
+			p.Close("fin", ts)
+			if !bytes.Equal(got[0], request) || !bytes.Equal(got[1], response) {
+				t.Fatalf("decrypted %q / %q", got[0], got[1])
+			}
+			if e := extra(out[len(out)-1]); e["tls.decryption"] != "ok" {
+				t.Errorf("metadata %v", e)
+			}
+		})
 	}
 }

@@ -119,16 +119,20 @@ func (k *KeyLog) parse(raw string) {
 	k.Lines++
 }
 
-// Lookup returns the secrets of the session with this client random.
-func (k *KeyLog) Lookup(clientRandom []byte) (*Secrets, bool) {
+// Lookup returns the secrets of the session with this client random
+// known now, after reading what was appended to the file since the last
+// call: a client logs each secret as it derives it, so a session's entry
+// fills in over its handshake. The copy is the caller's; workers share
+// the KeyLog.
+func (k *KeyLog) Lookup(clientRandom []byte) (Secrets, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if s, ok := k.byRandom[string(clientRandom)]; ok {
-		return s, true
-	}
 	if st, err := os.Stat(k.path); err == nil && st.Size() != k.size {
 		_ = k.reload() // a read error keeps what was known
 	}
 	s, ok := k.byRandom[string(clientRandom)]
-	return s, ok
+	if !ok {
+		return Secrets{}, false
+	}
+	return *s, true // reload replaces slices, never writes into them
 }
