@@ -399,11 +399,13 @@ func (c *Conn) hold(d stream.Dir, hdr, body []byte, ts time.Time) bool {
 		w.clientSeen++
 	}
 	if w.clientSeen >= maxHeldClient || len(w.held) >= maxHeldRecords || w.bytes+5+len(body) > maxHeldBytes {
-		// The client does not log its keys: what was held is counted as
-		// opaque application data, as it would have been without a wait.
+		// The client does not log its keys: the application data held is
+		// counted as opaque, as it would have been without a wait.
 		c.wait = nil
 		for _, h := range w.held {
-			c.dirs[h.d].appBytes += int64(len(h.rec) - 5)
+			if h.rec[0] == 23 {
+				c.dirs[h.d].appBytes += int64(len(h.rec) - 5)
+			}
 		}
 		c.m.Errors.WithLabelValues("key_wait_expired").Inc()
 		return false
