@@ -13,7 +13,6 @@ import (
 	"github.com/apiscout/apiscout/analyzer/consume"
 	"github.com/apiscout/apiscout/analyzer/ingest"
 	"github.com/apiscout/apiscout/internal/config"
-	"github.com/apiscout/apiscout/internal/kafkatest"
 	"github.com/apiscout/apiscout/storage/embedded"
 	"github.com/apiscout/apiscout/wire"
 )
@@ -24,23 +23,17 @@ import (
 // move, so a heartbeat-only partition lagged for ever and a restarted
 // analyzer read its dead letters, and dead-lettered them, again.
 func TestNothingToApplyIsCommitted(t *testing.T) {
-	addr := kafkatest.Broker(t)
-	topic := kafkatest.Topic(t, addr, 1)
-	cfg := kcfg(addr, topic)
-	kafkatest.CreateTopic(t, addr, cfg.DeadLetterTopic, 1)
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll}
-	defer w.Close()
-	ct := func(v string) []kafka.Header { return []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(v)}} }
+	addr, cfg, w := deadLetterSetup(t)
 	var msgs []kafka.Message
 	for seq := uint64(1); seq <= 3; seq++ {
 		msgs = append(msgs, kafka.Message{Key: []byte("a.test"), Value: wire.AppendTransaction(nil, tx("s8", seq, "a.test")),
-			Headers: ct(wire.ContentTypeTransaction)})
+			Headers: contentType(wire.ContentTypeTransaction)})
 	}
 	hb := wire.AppendHeartbeat(nil, &wire.Heartbeat{SensorID: "s8", Seq: 1, Time: time.Unix(1700000001, 0).UTC()})
 	msgs = append(msgs,
-		kafka.Message{Key: []byte("s8"), Value: hb, Headers: ct(wire.ContentTypeHeartbeat)},
-		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: ct(wire.ContentTypeTransaction)},
-		kafka.Message{Key: []byte("a.test"), Value: []byte("?"), Headers: ct("text/x-mystery")})
+		kafka.Message{Key: []byte("s8"), Value: hb, Headers: contentType(wire.ContentTypeHeartbeat)},
+		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: contentType(wire.ContentTypeTransaction)},
+		kafka.Message{Key: []byte("a.test"), Value: []byte("?"), Headers: contentType("text/x-mystery")})
 	writeRetry(t, w, msgs...)
 	const end = 6
 
@@ -56,7 +49,7 @@ func TestNothingToApplyIsCommitted(t *testing.T) {
 	an := ingest.New(eng, store, nil)
 	// A save after every batch: the checkpoint covers the transactions as
 	// soon as they are applied, the rest is up to Durable and Passed.
-	if err := an.Keep(eng, store, checkpoint.Options{Topic: topic, Interval: time.Nanosecond}); err != nil {
+	if err := an.Keep(eng, store, checkpoint.Options{Topic: cfg.Topic, Interval: time.Nanosecond}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := consume.New(cfg, consume.Options{MaxWait: 100 * time.Millisecond}, nil, nil)
@@ -72,9 +65,9 @@ func TestNothingToApplyIsCommitted(t *testing.T) {
 	client := &kafka.Client{Addr: kafka.TCP(addr)}
 	committed := int64(-1)
 	for committed < end && ctx.Err() == nil {
-		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: cfg.Group, Topics: map[string][]int{topic: {0}}})
-		if err == nil && len(resp.Topics[topic]) == 1 {
-			committed = resp.Topics[topic][0].CommittedOffset
+		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: cfg.Group, Topics: map[string][]int{cfg.Topic: {0}}})
+		if err == nil && len(resp.Topics[cfg.Topic]) == 1 {
+			committed = resp.Topics[cfg.Topic][0].CommittedOffset
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -138,13 +138,27 @@ func TestEveryRecordArrivesKeyedByService(t *testing.T) {
 	}
 }
 
-func TestCorruptRecordGoesToDeadLetters(t *testing.T) {
+// deadLetterSetup makes a one-partition topic with its dead-letter topic
+// and a writer that puts records on it as they are (the tests write
+// records no sensor would).
+func deadLetterSetup(t *testing.T) (string, config.KafkaConfig, *kafka.Writer) {
+	t.Helper()
 	addr := kafkatest.Broker(t)
 	topic := kafkatest.Topic(t, addr, 1)
 	cfg := kcfg(addr, topic)
 	kafkatest.CreateTopic(t, addr, cfg.DeadLetterTopic, 1)
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return addr, cfg, w
+}
+
+// contentType is the header that says what a record holds.
+func contentType(v string) []kafka.Header {
+	return []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(v)}}
+}
+
+func TestCorruptRecordGoesToDeadLetters(t *testing.T) {
+	addr, cfg, w := deadLetterSetup(t)
 	good := wire.AppendTransaction(nil, tx("s", 1, "a.test"))
 	// A pack with a good transaction, a bad one and another good one: the
 	// bad one alone is dead. A pack cut in the middle is dead whole.
@@ -153,13 +167,12 @@ func TestCorruptRecordGoesToDeadLetters(t *testing.T) {
 	pack = wire.AppendPacked(pack, tx("s", 3, "a.test"))
 	cut := wire.AppendPacked(nil, tx("s", 4, "a.test"))
 	cut = cut[:len(cut)-4]
-	ct := func(v string) []kafka.Header { return []kafka.Header{{Key: wire.HeaderContentType, Value: []byte(v)}} }
 	writeRetry(t, w,
-		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: ct(wire.ContentTypeTransaction)},
-		kafka.Message{Key: []byte("a.test"), Value: good, Headers: ct(wire.ContentTypeTransaction)},
-		kafka.Message{Key: []byte("a.test"), Value: good, Headers: ct("text/x-mystery")},
-		kafka.Message{Key: []byte("a.test"), Value: pack, Headers: ct(wire.ContentTypeTransactions)},
-		kafka.Message{Key: []byte("a.test"), Value: cut, Headers: ct(wire.ContentTypeTransactions)},
+		kafka.Message{Key: []byte("a.test"), Value: []byte{0xff, 0xff, 0xff}, Headers: contentType(wire.ContentTypeTransaction)},
+		kafka.Message{Key: []byte("a.test"), Value: good, Headers: contentType(wire.ContentTypeTransaction)},
+		kafka.Message{Key: []byte("a.test"), Value: good, Headers: contentType("text/x-mystery")},
+		kafka.Message{Key: []byte("a.test"), Value: pack, Headers: contentType(wire.ContentTypeTransactions)},
+		kafka.Message{Key: []byte("a.test"), Value: cut, Headers: contentType(wire.ContentTypeTransactions)},
 	)
 	col := newCollector()
 	consumeUntil(t, cfg, col, func() bool { return col.count() == 3 })
